@@ -1,0 +1,18 @@
+"""Segue: side-information guided generative unlearnable examples for face photos.
+
+The modules mirror the boxes of the paper's Fig. 1:
+
+* :mod:`segue.side_info`   - who is in the photo, as a 16-bit code (labels or pseudo-labels)
+* :mod:`segue.generator`   - the perturbation generator G(x, code) -> delta
+* :mod:`segue.distortion`  - the distortion layer that makes delta robust while G trains
+* :mod:`segue.training`    - the two-stage (surrogate / generator) training of Alg. 1
+* :mod:`segue.protect`     - one forward pass per batch over a folder of photos
+* :mod:`segue.victim`      - the victim evaluation: train on protected, test on clean
+"""
+
+__version__ = "0.1.0"
+
+from segue.generator import Generator  # noqa: E402
+from segue.checkpoint import load_generator, save_generator  # noqa: E402
+
+__all__ = ["Generator", "load_generator", "save_generator", "__version__"]

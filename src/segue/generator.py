@@ -1,0 +1,110 @@
+"""The perturbation generator G(x, code) -> delta of the paper's Fig. 1.
+
+encoder -> concat(broadcast side-information code) -> conv back to C channels
+-> 4 ResNet blocks -> decoder -> tanh, scaled to the L-inf budget eps.
+
+Normalisation is BatchNorm, not InstanceNorm: the code enters as a spatially constant map,
+so after a convolution it is a per-channel constant offset - exactly what InstanceNorm
+subtracts. With InstanceNorm the generator provably ignores the side information (we
+measured a 4e-8 difference between codes); BatchNorm keeps per-sample offsets.
+
+Scaling ``tanh`` by eps (instead of clipping a free output) keeps ||delta||_inf <= eps by
+construction and keeps gradients alive at the boundary. Inputs of any size work: the image
+is reflect-padded to a multiple of 4 (two stride-2 stages) and the output cropped back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from segue.side_info import CODE_BITS, label_to_code
+
+
+@dataclass
+class GeneratorConfig:
+    """Everything needed to rebuild a generator; stored next to its weights."""
+
+    width: int = 32
+    code_bits: int = CODE_BITS
+    res_blocks: int = 4
+    eps: float = 8 / 255
+    in_channels: int = 3
+    image_size: int | None = None  # the working resolution G was trained at (protect resizes to it)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _conv_block(cin: int, cout: int, kernel: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2, padding_mode="reflect" if stride == 1 else "zeros"),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class ResBlock(nn.Module):
+    """Two 3x3 convs with a skip: lets the code-conditioned features be refined, not replaced."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1, padding_mode="reflect"),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels, 3, padding=1, padding_mode="reflect"),
+            nn.BatchNorm2d(channels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class Generator(nn.Module):
+    """Side-information guided perturbation generator (~100k parameters at width 32)."""
+
+    def __init__(self, config: GeneratorConfig | None = None):
+        super().__init__()
+        self.config = config or GeneratorConfig()
+        c, w = self.config.in_channels, self.config.width
+        self.encoder = nn.Sequential(
+            _conv_block(c, w // 4, 7),
+            _conv_block(w // 4, w // 2, 3, stride=2),
+            _conv_block(w // 2, w, 3, stride=2),
+        )
+        self.fuse = _conv_block(w + self.config.code_bits, w, 3)
+        self.blocks = nn.Sequential(*[ResBlock(w) for _ in range(self.config.res_blocks)])
+        self.decoder = nn.Sequential(
+            nn.ConvTranspose2d(w, w // 2, 3, stride=2, padding=1, output_padding=1),
+            nn.BatchNorm2d(w // 2),
+            nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(w // 2, w // 4, 3, stride=2, padding=1, output_padding=1),
+            nn.BatchNorm2d(w // 4),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(w // 4, c, 7, padding=3, padding_mode="reflect"),
+        )
+
+    @property
+    def eps(self) -> float:
+        return self.config.eps
+
+    def forward(self, x: torch.Tensor, side_labels: torch.Tensor) -> torch.Tensor:
+        """Perturbation delta for images ``x`` in [0,1], shape exactly ``x.shape``."""
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % 4, (-w) % 4
+        mode = "reflect" if min(h, w) > max(ph, pw) else "replicate"
+        z = F.pad(x * 2 - 1, (0, pw, 0, ph), mode=mode) if (ph or pw) else x * 2 - 1
+        feat = self.encoder(z)
+        code = label_to_code(side_labels.to(x.device), self.config.code_bits).to(feat.dtype)
+        code_map = code[:, :, None, None].expand(-1, -1, *feat.shape[-2:])
+        feat = self.fuse(torch.cat([feat, code_map], dim=1))
+        out = self.decoder(self.blocks(feat))[..., :h, :w]
+        return self.config.eps * torch.tanh(out)
+
+    def protect(self, x: torch.Tensor, side_labels: torch.Tensor) -> torch.Tensor:
+        """Protected image ``clip(x + G(x), 0, 1)``."""
+        return (x + self(x, side_labels)).clamp(0, 1)

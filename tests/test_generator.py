@@ -1,0 +1,47 @@
+import pytest
+import torch
+
+from segue.generator import Generator, GeneratorConfig
+from segue.side_info import label_to_code
+
+
+@pytest.mark.parametrize("hw", [(37, 53), (112, 112), (64, 48), (9, 11)])
+def test_output_has_input_size_and_respects_eps(hw):
+    g = Generator(GeneratorConfig(width=16)).eval()
+    x = torch.rand(2, 3, *hw)
+    delta = g(x, torch.tensor([0, 5]))
+    assert delta.shape == x.shape
+    assert delta.abs().max() <= g.eps + 1e-7
+    protected = g.protect(x, torch.tensor([0, 5]))
+    assert protected.min() >= 0 and protected.max() <= 1
+
+
+@pytest.mark.parametrize("train_mode", [True, False])
+def test_side_information_changes_the_perturbation(train_mode):
+    # Regression: with InstanceNorm the code was erased (difference ~1e-8). Mixed codes in a
+    # batch, as in training; the difference must be a sizeable part of delta itself.
+    torch.manual_seed(0)
+    g = Generator(GeneratorConfig(width=16)).train(train_mode)
+    x = torch.rand(1, 3, 32, 32).expand(4, -1, -1, -1)
+    delta = g(x, torch.tensor([1, 2, 3, 4]))
+    diff = (delta[0] - delta[1]).abs().mean()
+    assert diff > 0.05 * delta.abs().mean()
+
+
+def test_label_code_is_binary_and_unique():
+    codes = label_to_code(torch.arange(40))
+    assert codes.shape == (40, 16)
+    assert set(codes.unique().tolist()) == {-1.0, 1.0}
+    assert len({tuple(c.tolist()) for c in codes}) == 40
+    with pytest.raises(ValueError):
+        label_to_code(torch.tensor([2**16]))
+
+
+def test_runs_on_cpu_explicitly():
+    g = Generator(GeneratorConfig(width=16)).to("cpu")
+    out = g(torch.rand(1, 3, 20, 20, device="cpu"), torch.tensor([3]))
+    assert out.device.type == "cpu"
+
+
+def test_parameter_count_is_small():
+    assert 50_000 < sum(p.numel() for p in Generator().parameters()) < 200_000
