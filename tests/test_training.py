@@ -23,10 +23,8 @@ def test_training_reduces_protected_loss(tiny_data, schedule):
     losses = [r["protected_loss"] for r in history]
     assert len(history) == 6
     if schedule == "paper":
-        assert [r["stage"] for r in history] == ["surrogate", "generator", "generator"] * 2
-        g_losses = [r["protected_loss"] for r in history if r["stage"] == "generator"]
-        assert g_losses[-1] < g_losses[0]
-    assert losses[-1] < 0.5 * losses[0]
+        assert [r["stage"] for r in history] == ["surrogate+generator", "generator", "generator"] * 2
+    assert losses[-1] < 0.5 * losses[0], losses
 
 
 def test_fixed_seed_is_deterministic(tiny_data):
@@ -36,7 +34,7 @@ def test_fixed_seed_is_deterministic(tiny_data):
     g3, _, _ = train_generator(tiny_data, tiny_data.labels, 4, tiny_train_config(epochs=1, seed=1), CPU)
     for (k, a), b, c in zip(g1.state_dict().items(), g2.state_dict().values(), g3.state_dict().values()):
         assert torch.equal(a, b), k
-    assert h1 == [dict(r, seconds=r2["seconds"]) for r, r2 in zip(h1, h2)] or h1[0]["protected_loss"] == h2[0]["protected_loss"]
+    assert [dict(r, seconds=0) for r in h1] == [dict(r, seconds=0) for r in h2]
     assert any(not torch.equal(a, c) for a, c in zip(g1.state_dict().values(), g3.state_dict().values()))
 
 

@@ -1,4 +1,4 @@
-"""Command line: ``segue train | protect | evaluate | demo``.
+"""Command line: ``segue train | protect | evaluate | demo | serve``.
 
 Every command that trains writes a ``results.json`` with its config, library versions and
 metrics, so a number in a table can always be traced to the command that produced it.
@@ -108,6 +108,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the local web app (needs the ``segue[serve]`` extra)."""
+    try:
+        import uvicorn
+
+        from segue.serve import create_app
+    except ImportError:
+        raise ValueError("segue serve needs the web extra: pip install 'segue[serve]'") from None
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"segue serve: warning: listening on {args.host}: other machines can send photos to it", file=sys.stderr)
+    print(f"segue serve: open http://{args.host}:{args.port}/ (Ctrl-C to stop)", file=sys.stderr)
+    uvicorn.run(create_app(args.weights), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="segue", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -158,6 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--quick", action="store_true", help="a 1-minute smoke version (fewer epochs)")
     d.add_argument("--device", default="auto")
     d.set_defaults(func=cmd_demo)
+    v = sub.add_parser("serve", help="local web app: drop a photo, get it back protected")
+    v.add_argument("--host", default="127.0.0.1")
+    v.add_argument("--port", type=int, default=8000)
+    v.add_argument("--weights", help="generator .safetensors (default: the shipped one)")
+    v.set_defaults(func=cmd_serve)
     return p
 
 

@@ -3,10 +3,14 @@
 encoder -> concat(broadcast side-information code) -> conv back to C channels
 -> 4 ResNet blocks -> decoder -> tanh, scaled to the L-inf budget eps.
 
-Normalisation is BatchNorm, not InstanceNorm: the code enters as a spatially constant map,
-so after a convolution it is a per-channel constant offset - exactly what InstanceNorm
+Normalisation is GroupNorm(1, C), not InstanceNorm: the code enters as a spatially constant
+map, so after a convolution it is a per-channel constant offset - exactly what InstanceNorm
 subtracts. With InstanceNorm the generator provably ignores the side information (we
-measured a 4e-8 difference between codes); BatchNorm keeps per-sample offsets.
+measured a 4e-8 difference between codes). BatchNorm keeps the offset but makes G's output
+in training (batch statistics) differ from its output at protection time (running
+statistics): the surrogate then learns one perturbation while G optimises another, and
+training did not converge in our runs. GroupNorm(1, C) normalises each sample over all
+channels, so per-channel code offsets survive and train and eval outputs are identical.
 
 Scaling ``tanh`` by eps (instead of clipping a free output) keeps ||delta||_inf <= eps by
 construction and keeps gradients alive at the boundary. Inputs of any size work: the image
@@ -34,15 +38,25 @@ class GeneratorConfig:
     eps: float = 8 / 255
     in_channels: int = 3
     image_size: int | None = None  # the working resolution G was trained at (protect resizes to it)
+    norm: str = "group"  # "group" (GroupNorm(1, C), batch-independent) or "batch"
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def _conv_block(cin: int, cout: int, kernel: int, stride: int = 1) -> nn.Sequential:
+def _norm(kind: str, channels: int) -> nn.Module:
+    """A normalisation that keeps the code's per-channel offset (never InstanceNorm, see above)."""
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "group":
+        return nn.GroupNorm(1, channels)
+    raise ValueError(f"unknown norm {kind!r}")
+
+
+def _conv_block(cin: int, cout: int, kernel: int, norm: str, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2, padding_mode="reflect" if stride == 1 else "zeros"),
-        nn.BatchNorm2d(cout),
+        _norm(norm, cout),
         nn.ReLU(inplace=True),
     )
 
@@ -50,14 +64,14 @@ def _conv_block(cin: int, cout: int, kernel: int, stride: int = 1) -> nn.Sequent
 class ResBlock(nn.Module):
     """Two 3x3 convs with a skip: lets the code-conditioned features be refined, not replaced."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, norm: str):
         super().__init__()
         self.body = nn.Sequential(
             nn.Conv2d(channels, channels, 3, padding=1, padding_mode="reflect"),
-            nn.BatchNorm2d(channels),
+            _norm(norm, channels),
             nn.ReLU(inplace=True),
             nn.Conv2d(channels, channels, 3, padding=1, padding_mode="reflect"),
-            nn.BatchNorm2d(channels),
+            _norm(norm, channels),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -70,20 +84,20 @@ class Generator(nn.Module):
     def __init__(self, config: GeneratorConfig | None = None):
         super().__init__()
         self.config = config or GeneratorConfig()
-        c, w = self.config.in_channels, self.config.width
+        c, w, n = self.config.in_channels, self.config.width, self.config.norm
         self.encoder = nn.Sequential(
-            _conv_block(c, w // 4, 7),
-            _conv_block(w // 4, w // 2, 3, stride=2),
-            _conv_block(w // 2, w, 3, stride=2),
+            _conv_block(c, w // 4, 7, n),
+            _conv_block(w // 4, w // 2, 3, n, stride=2),
+            _conv_block(w // 2, w, 3, n, stride=2),
         )
-        self.fuse = _conv_block(w + self.config.code_bits, w, 3)
-        self.blocks = nn.Sequential(*[ResBlock(w) for _ in range(self.config.res_blocks)])
+        self.fuse = _conv_block(w + self.config.code_bits, w, 3, n)
+        self.blocks = nn.Sequential(*[ResBlock(w, n) for _ in range(self.config.res_blocks)])
         self.decoder = nn.Sequential(
             nn.ConvTranspose2d(w, w // 2, 3, stride=2, padding=1, output_padding=1),
-            nn.BatchNorm2d(w // 2),
+            _norm(n, w // 2),
             nn.ReLU(inplace=True),
             nn.ConvTranspose2d(w // 2, w // 4, 3, stride=2, padding=1, output_padding=1),
-            nn.BatchNorm2d(w // 4),
+            _norm(n, w // 4),
             nn.ReLU(inplace=True),
             nn.Conv2d(w // 4, c, 7, padding=3, padding_mode="reflect"),
         )

@@ -36,18 +36,22 @@ from segue.runtime import seed_everything
 
 @dataclass
 class TrainConfig:
-    """Hyper-parameters of Alg. 1; defaults are the paper's except where noted."""
+    """Hyper-parameters of Alg. 1.
+
+    Defaults are the paper's except ``schedule`` and ``carrier_swap`` (the shipped recipe,
+    measured in benchmarks/); ``configs/paper.yaml`` restores the paper's Alg. 1 exactly.
+    """
 
     image_size: int = 112
     epochs: int = 20
-    schedule: str = "paper"  # "paper" | "interleaved"
+    schedule: str = "interleaved"  # "interleaved" | "paper"
     surrogate_every: int = 5
     surrogate_steps: int = 1
     batch_size: int = 32
     lr_generator: float = 5e-4
     lr_surrogate: float = 5e-4
     l2_weight: float = 1e-3
-    carrier_swap: float = 0.0  # fraction of each batch whose delta is added to another person's photo
+    carrier_swap: float = 0.5  # fraction of each batch whose delta is added to another person's photo
     stop_loss: float = 1e-3
     surrogate: str = "resnet18"
     seed: int = 0

@@ -1,0 +1,113 @@
+"""FastAPI app: ``POST /api/protect`` (one photo), ``POST /api/protect-zip`` (many photos),
+``GET /api/health`` and the single page at ``/``.
+
+Uploads are handled in memory and never written to disk. Content is checked by decoding,
+not by file extension: an upload Pillow cannot identify is 415, one it identifies but
+cannot decode (truncated, corrupt) is 422, one over the byte or pixel limit is 413.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import zipfile
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from PIL import Image, UnidentifiedImageError
+
+from segue.checkpoint import load_generator
+from segue.generator import Generator
+from segue.imageio import Photo, encode, read_photo, to_uint8
+from segue.protect import generator_size, perturb, quality_metrics
+
+MEDIA_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
+
+
+class PhotoProtector:
+    """Decode, check limits, protect and re-encode one upload; shared by both endpoints."""
+
+    def __init__(self, generator: Generator, max_bytes: int, max_pixels: int):
+        self.generator, self.max_bytes, self.max_pixels = generator, max_bytes, max_pixels
+        self.lock = threading.Lock()  # one forward pass at a time: CPU-bound anyway
+
+    def decode(self, data: bytes) -> Photo:
+        if len(data) > self.max_bytes:
+            raise HTTPException(413, f"file is larger than {self.max_bytes} bytes")
+        try:
+            with Image.open(io.BytesIO(data)) as probe:
+                pixels = probe.size[0] * probe.size[1]
+        except UnidentifiedImageError:
+            raise HTTPException(415, "not an image Pillow can read (checked by content, not by extension)") from None
+        if pixels > self.max_pixels:
+            raise HTTPException(413, f"image has {pixels} pixels; the limit is {self.max_pixels}")
+        try:
+            return read_photo(io.BytesIO(data))
+        except Exception as exc:  # truncated / corrupt data behind a valid header
+            raise HTTPException(422, f"image could not be decoded: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+
+    def protect(self, data: bytes, label: int, output: str) -> tuple[bytes, str, dict]:
+        """Protected image bytes, its format name, and quality metrics."""
+        photo = self.decode(data)
+        with self.lock, torch.inference_mode():
+            protected = perturb(self.generator, [photo.tensor()], torch.tensor([label]), generator_size(self.generator))[0]
+        rgb = to_uint8(protected)
+        image = encode(photo, rgb)
+        fmt = "PNG" if output == "png" or photo.format not in MEDIA_TYPES else photo.format
+        if fmt == "JPEG" and image.mode not in ("RGB", "L"):
+            image = image.convert("RGB")
+        buf = io.BytesIO()
+        image.save(buf, format=fmt, **({"quality": 95} if fmt in ("JPEG", "WEBP") else {}))
+        written = np.array(image.convert("RGB"), dtype=np.uint8)
+        return buf.getvalue(), fmt, quality_metrics(photo.rgb, written)
+
+
+def create_app(weights: str | Path | None = None, max_bytes: int = 20 * 2**20, max_pixels: int = 40_000_000,
+               generator: Generator | None = None) -> FastAPI:
+    """Build the app around a generator (default: the shipped WebFace10 weights)."""
+    if generator is None:
+        generator, _ = load_generator(weights, "cpu")
+    protector = PhotoProtector(generator.eval(), max_bytes, max_pixels)
+    app = FastAPI(title="segue", description="Protect face photos from face-recognition training, locally.")
+
+    @app.exception_handler(HTTPException)
+    async def json_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": exc.detail, "status": exc.status_code}, status_code=exc.status_code)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> str:
+        return (resources.files("segue.serve") / "static" / "index.html").read_text()
+
+    @app.get("/api/health")
+    def health() -> dict:
+        """Liveness plus what the loaded generator does."""
+        cfg = generator.config
+        return {"status": "ok", "eps_255": round(cfg.eps * 255, 3), "image_size": cfg.image_size,
+                "max_bytes": max_bytes, "max_pixels": max_pixels}
+
+    @app.post("/api/protect", responses={200: {"content": {"image/png": {}}}, 413: {}, 415: {}, 422: {}})
+    def protect(file: UploadFile = File(...), label: int = Form(0, ge=0, lt=2**16),
+                output: str = Form("png", pattern="^(png|original)$")) -> Response:
+        """Protect one photo; the response is the image, metrics are in ``X-Segue-*`` headers."""
+        data, fmt, q = protector.protect(file.file.read(max_bytes + 1), label, output)
+        headers = {"X-Segue-PSNR": str(q["psnr"]), "X-Segue-SSIM": str(q["ssim"]), "X-Segue-Linf": str(q["linf"])}
+        return Response(data, media_type=MEDIA_TYPES[fmt], headers=headers)
+
+    @app.post("/api/protect-zip", responses={200: {"content": {"application/zip": {}}}})
+    def protect_zip(files: list[UploadFile] = File(...), label: int = Form(0, ge=0, lt=2**16),
+                    output: str = Form("png", pattern="^(png|original)$")) -> Response:
+        """Protect several photos and return them as one zip (same stems)."""
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+            for f in files:
+                data, fmt, _ = protector.protect(f.file.read(max_bytes + 1), label, output)
+                stem = Path(f.filename or "photo").stem
+                zf.writestr(f"{stem}.{'jpg' if fmt == 'JPEG' else fmt.lower()}", data)
+        return Response(buf.getvalue(), media_type="application/zip",
+                        headers={"Content-Disposition": 'attachment; filename="protected.zip"'})
+
+    return app
