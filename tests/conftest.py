@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from segue.distortion import DistortionConfig
@@ -49,9 +48,3 @@ def tree_digest(root: Path) -> dict[str, str]:
 @pytest.fixture
 def photo_folder(tmp_path: Path) -> Path:
     return make_photo_folder(tmp_path / "in")
-
-
-@pytest.fixture(autouse=True)
-def _threads():
-    torch.set_num_threads(2)
-    yield

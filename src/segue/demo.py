@@ -22,7 +22,7 @@ from segue.runtime import versions
 from segue.training import TrainConfig, train_generator
 from segue.victim import VictimConfig, train_victim
 
-FULL = {"size": 64, "gen_epochs": 8, "victim_epochs": 15}
+FULL = {"size": 64, "gen_epochs": 12, "victim_epochs": 15}
 QUICK = {"size": 32, "gen_epochs": 2, "victim_epochs": 4}
 
 
