@@ -10,8 +10,8 @@ Two schedules are offered:
 * ``paper``: as the official code - every epoch trains G for a full pass; every
   ``surrogate_every``-th epoch (1st, 6th, 11th, ...) first trains f for a full pass.
 * ``interleaved``: every batch does ``surrogate_steps`` steps of f then one step of G (the
-  min-min schedule of error-minimising noise). f and G co-adapt within an epoch, which
-  reaches a low protected loss in far fewer epochs on CPU (see benchmarks/).
+  min-min schedule of error-minimising noise), so f and G co-adapt within an epoch. It is
+  the shipped recipe; it has not yet been compared with ``paper`` at equal CPU time.
 
 Training stops after ``epochs`` or once the mean surrogate loss on protected data in an
 epoch falls below ``stop_loss`` (paper: 0.001).
