@@ -29,6 +29,15 @@ def test_training_reduces_protected_loss(tiny_data, schedule):
     assert losses[-1] < 0.5 * losses[0], losses
 
 
+def test_surrogate_in_train_mode_lowers_protected_loss(tiny_data):
+    # The lead for the open core issue: with f's BatchNorm in train mode during G's steps the
+    # surrogate's loss on protected data falls (in eval mode it does not, see the xfail above).
+    cfg = tiny_train_config(epochs=6, stop_loss=0.0, carrier_swap=0.0, surrogate_mode_for_generator="train")
+    _, _, history = train_generator(tiny_data, tiny_data.labels, 4, cfg, CPU)
+    losses = [r["protected_loss"] for r in history]
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
 def test_fixed_seed_is_deterministic(tiny_data):
     cfg = tiny_train_config(epochs=1)
     g1, _, h1 = train_generator(tiny_data, tiny_data.labels, 4, cfg, CPU)

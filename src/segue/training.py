@@ -51,6 +51,7 @@ class TrainConfig:
     lr_generator: float = 5e-4
     lr_surrogate: float = 5e-4
     l2_weight: float = 1e-3
+    surrogate_mode_for_generator: str = "eval"  # "eval" (official code, shipped weights) or "train" (BN batch stats)
     carrier_swap: float = 0.5  # fraction of each batch whose delta is added to another person's photo
     stop_loss: float = 1e-3
     surrogate: str = "resnet18"
@@ -110,9 +111,13 @@ class SegueTrainer:
         """One step of G: minimise f's loss on the distorted protected image (f frozen).
 
         Also returns f's loss on the undistorted protected image (the paper's stopping
-        quantity) - one extra forward pass, a few percent of the step.
+        quantity) - one extra forward pass, a few percent of the step. f runs in eval mode
+        as in the official code unless ``surrogate_mode_for_generator="train"``: early in
+        training f's BatchNorm running statistics lag, its eval-mode output is close to
+        uniform and G gets little signal (tiny-data trial: eval-mode loss 1.40 -> 2.88 over
+        6 epochs, train mode 0.27 -> 0.006). Not yet benchmarked on WebFace10.
         """
-        self.surrogate.eval()
+        self.surrogate.train(self.cfg.surrogate_mode_for_generator == "train")
         self.generator.train()
         delta = self.generator(self.distortion.generator_input(x, s, self.surrogate), s)
         with torch.no_grad():
