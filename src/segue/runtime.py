@@ -12,7 +12,7 @@ import torch
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """Map ``auto`` to CUDA when present, otherwise CPU; never hard-code ``.cuda()``."""
+    """Map ``auto`` to CUDA when present, otherwise CPU (no device is ever hard-coded)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
