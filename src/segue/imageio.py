@@ -63,20 +63,25 @@ def encode(photo: Photo, rgb: np.ndarray) -> Image.Image:
     return im
 
 
+def save_image(image: Image.Image, target, fmt: str, icc_profile: bytes | None = None, quality: int = 95) -> None:
+    """Encode ``image`` as ``fmt`` to a path or file object (high quality for lossy formats)."""
+    kwargs: dict = {}
+    if icc_profile:
+        kwargs["icc_profile"] = icc_profile
+    if fmt in LOSSY_FORMATS:
+        kwargs["quality"] = quality
+    if fmt == "JPEG" and image.mode in ("RGBA", "LA"):
+        image = image.convert("RGB" if image.mode == "RGBA" else "L")
+    image.save(target, format=fmt, **kwargs)
+
+
 def write_atomic(image: Image.Image, path: Path, fmt: str, icc_profile: bytes | None = None, quality: int = 95) -> None:
     """Save to a temp file next to ``path`` and rename; a crash or Ctrl-C leaves no partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
     try:
-        kwargs: dict = {}
-        if icc_profile:
-            kwargs["icc_profile"] = icc_profile
-        if fmt in LOSSY_FORMATS:
-            kwargs["quality"] = quality
-        if fmt == "JPEG" and image.mode in ("RGBA", "LA"):
-            image = image.convert("RGB" if image.mode == "RGBA" else "L")
-        image.save(tmp, format=fmt, **kwargs)
+        save_image(image, tmp, fmt, icc_profile, quality)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

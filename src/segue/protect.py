@@ -74,8 +74,8 @@ def plan_jobs(in_dir: Path, out_dir: Path, opts: ProtectOptions) -> tuple[list[J
         else:
             errors.append({"input": str(rel), "error": "no identity: file is not in a class subfolder; pass --label N"})
             continue
-        suffix = src.suffix.lower() if opts.output_format == "keep" else ".png"
-        jobs.append(Job(src, out_dir / rel.with_suffix(suffix if suffix != src.suffix.lower() else src.suffix), str(rel), label))
+        keep_name = opts.output_format == "keep" or src.suffix.lower() == ".png"
+        jobs.append(Job(src, out_dir / (rel if keep_name else rel.with_suffix(".png")), str(rel), label))
     return jobs, errors
 
 
@@ -195,10 +195,9 @@ def generator_size(generator: Generator) -> int | None:
 @torch.inference_mode()
 def protect_images(generator: Generator, images: torch.Tensor, side_labels: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
     """Protect an in-memory ``(N,3,H,W)`` set and quantise to 8 bits, as a saved PNG would be."""
-    device = next(generator.parameters()).device
     out = []
     for start in range(0, len(images), batch_size):
         x = images[start : start + batch_size]
         xp = perturb(generator, list(x), side_labels[start : start + batch_size], generator_size(generator))
         out.append((torch.stack(xp) * 255).round() / 255)
-    return torch.cat(out).to(device="cpu")
+    return torch.cat(out)

@@ -22,7 +22,7 @@ from PIL import Image, UnidentifiedImageError
 
 from segue.checkpoint import load_generator
 from segue.generator import Generator
-from segue.imageio import Photo, encode, read_photo, to_uint8
+from segue.imageio import Photo, encode, read_photo, save_image, to_uint8
 from segue.protect import generator_size, perturb, quality_metrics
 
 MEDIA_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
@@ -58,10 +58,8 @@ class PhotoProtector:
         rgb = to_uint8(protected)
         image = encode(photo, rgb)
         fmt = "PNG" if output == "png" or photo.format not in MEDIA_TYPES else photo.format
-        if fmt == "JPEG" and image.mode not in ("RGB", "L"):
-            image = image.convert("RGB")
         buf = io.BytesIO()
-        image.save(buf, format=fmt, **({"quality": 95} if fmt in ("JPEG", "WEBP") else {}))
+        save_image(image, buf, fmt, photo.icc_profile)
         written = np.array(image.convert("RGB"), dtype=np.uint8)
         return buf.getvalue(), fmt, quality_metrics(photo.rgb, written)
 
