@@ -57,7 +57,8 @@ def main() -> None:
         f, p = s["final_acc"], s["peak_acc"]
         md.append(f"| {label} | {pct(f['mean'])} ({pct(f['min'])}-{pct(f['max'])}) | {pct(p['mean'])} ({pct(p['min'])}-{pct(p['max'])}) |")
     md += ["", f"Protected training set: PSNR {psnr:.2f} dB, SSIM {ssim:.4f}, max L-inf {payload['linf_max_255']}/255. "
-           f"Generator training: {prov.get('train_seconds')} s ({prov.get('epochs_run')} epochs, 2 CPU cores).", ""]
+           f"Generator training: {prov.get('train_seconds')} s ({prov.get('epochs_run')} epochs, "
+           f"on {prov.get('device', 'a device not recorded in its provenance')}).", ""]
     write_results(args.name, payload, "\n".join(md))
 
 

@@ -1,4 +1,4 @@
-"""Command line: ``segue train | protect | evaluate | demo | serve``.
+"""Command line: ``segue train | protect | evaluate | cluster | demo | serve``.
 
 Every command that trains writes a ``results.json`` with its config, library versions and
 metrics, so a number in a table can always be traced to the command that produced it.
@@ -29,10 +29,19 @@ def _write_json(path: Path, obj: dict) -> None:
     path.write_text(json.dumps(obj, indent=2, default=str) + "\n")
 
 
+def _device_name(device) -> str:
+    """'cpu (N threads)' or the GPU's name: training time means little without it."""
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a generator on an ImageFolder tree (side information = the class folders)."""
     from segue.checkpoint import save_generator
-    from segue.data import load_image_folder
+    from segue.data import load_photos
     from segue.side_info import TrueLabels
     from segue.training import TrainConfig, train_generator
 
@@ -44,20 +53,32 @@ def cmd_train(args: argparse.Namespace) -> int:
         raw.setdefault("generator", {})["eps"] = args.eps / 255
     cfg = TrainConfig.from_dict(raw)
     device = resolve_device(args.device)
-    data = load_image_folder(args.data, cfg.image_size)
-    side = TrueLabels(data.classes)
-    print(f"segue train: {len(data)} images, {side.num_classes} identities, {cfg.image_size}px, device {device}", file=sys.stderr)
+    data = load_photos(args.data, cfg.image_size)
+    out = Path(args.output)
+    extra: dict = {}
+    if args.side_info == "pseudo":
+        from segue.pseudo_labels import centroids_path
+
+        side, extra = _fit_pseudo_labels(data, args.k, args.extractor, cfg.seed)
+        extra["centroids"] = side.save(centroids_path(out)).name
+        labels = side.assign_embeddings(extra.pop("embeddings"))
+    else:
+        if not data.classes:
+            raise ValueError(f"{args.data} has no class subfolders: supervised training needs them (or --side-info pseudo --k K)")
+        side = TrueLabels(data.classes)
+        labels = side.assign(data.images, data.labels)
+    print(f"segue train: {len(data)} images, {side.num_classes} side labels ({side.name}), {cfg.image_size}px, "
+          f"device {device}", file=sys.stderr)
     t0 = time.perf_counter()
     generator, _, history = train_generator(
-        data, side.assign(data.images, data.labels), side.num_classes, cfg, device,
+        data, labels, side.num_classes, cfg, device,
         on_epoch=lambda r: print(json.dumps(r), file=sys.stderr, flush=True),
     )
     seconds = time.perf_counter() - t0
-    out = Path(args.output)
     provenance = {
-        "train_data": str(Path(args.data).resolve()), "classes": data.classes, "side_info": side.name,
+        "train_data": str(Path(args.data).resolve()), "classes": data.classes, "side_info": side.name, **extra,
         "image_size": cfg.image_size, "seed": cfg.seed, "train_config": cfg.to_dict(),
-        "train_seconds": round(seconds, 1), "epochs_run": len(history),
+        "train_seconds": round(seconds, 1), "epochs_run": len(history), "device": _device_name(device),
         "final_protected_loss": history[-1]["protected_loss"], "versions": versions(),
     }
     save_generator(generator, out, provenance)
@@ -66,14 +87,49 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fit_pseudo_labels(data, k: int | None, extractor: str, seed: int):
+    """Embed ``data``, fit k-means; returns (PseudoLabels, info with scores and the embeddings)."""
+    from segue.extractors import create_extractor
+    from segue.pseudo_labels import PseudoLabels, score_clusters
+
+    if not k:
+        raise ValueError("pseudo-labels need the number of people: --k K")
+    t0 = time.perf_counter()
+    embeddings = create_extractor(extractor).embed(data.images)
+    pseudo = PseudoLabels.fit(embeddings, k, extractor, seed)
+    info: dict = {"k": k, "extractor": extractor, "embed_seconds": round(time.perf_counter() - t0, 1),
+                  "embeddings": embeddings}
+    if data.classes:  # true identities known: say how good the clusters are
+        info["clustering"] = score_clusters(data.labels.numpy(), pseudo.assign_embeddings(embeddings).numpy())
+    return pseudo, info
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    """Embed every photo of DATA, fit k-means, save the centroids, score against class folders."""
+    from segue.data import load_photos
+
+    data = load_photos(args.data, args.image_size)
+    pseudo, info = _fit_pseudo_labels(data, args.k, args.extractor, args.seed)
+    info.pop("embeddings")
+    pseudo.save(args.output)
+    scores = info.pop("clustering", {"accuracy": None, "nmi": None, "ari": None})
+    print(json.dumps({**scores, **info, "images": len(data), "centroids": str(args.output)}))
+    return 0
+
+
 def cmd_protect(args: argparse.Namespace) -> int:
     """Protect a folder with a trained (or the shipped) generator."""
-    from segue.checkpoint import load_generator
+    from segue.checkpoint import default_weights_path, load_generator
     from segue.protect import ProtectOptions, protect_folder
 
-    generator, _ = load_generator(args.weights, resolve_device(args.device))
+    generator, provenance = load_generator(args.weights, resolve_device(args.device))
+    side_info = None
+    if provenance.get("side_info") == "pseudo":  # labels come from the photos: nearest training cluster
+        from segue.pseudo_labels import PseudoLabels, centroids_path
+
+        side_info = PseudoLabels.load(centroids_path(Path(args.weights) if args.weights else default_weights_path()))
     opts = ProtectOptions(label=args.label, output_format=args.format, batch_size=args.batch_size,
-                          workers=args.workers, overwrite=args.overwrite,
+                          workers=args.workers, overwrite=args.overwrite, side_info=side_info,
                           work_size=0 if args.native_size else None)
     report = protect_folder(generator, args.input, args.output, opts, progress=not args.quiet)
     s = report["summary"]
@@ -127,8 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="segue", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="train a generator on an ImageFolder tree")
-    t.add_argument("data", help="folder with one subfolder per identity")
+    t = sub.add_parser("train", help="train a generator on an ImageFolder tree (or unlabeled photos with --side-info pseudo)")
+    t.add_argument("data", help="folder with one subfolder per identity (or a flat folder with --side-info pseudo)")
     t.add_argument("-o", "--output", required=True, help="weights file to write (.safetensors)")
     t.add_argument("--config", help="YAML/JSON with TrainConfig fields; flags override it")
     t.add_argument("--epochs", type=int)
@@ -138,8 +194,21 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--surrogate-steps", dest="surrogate_steps", type=int)
     t.add_argument("--eps", type=float, help="L-inf budget in /255 units (default 8)")
     t.add_argument("--seed", type=int)
+    t.add_argument("--side-info", choices=["labels", "pseudo"], default="labels",
+                   help="labels: class subfolders (default); pseudo: k-means clusters of face embeddings")
+    t.add_argument("--k", type=int, help="number of people (clusters) for --side-info pseudo")
+    t.add_argument("--extractor", default="dlib", help="face extractor for pseudo-labels")
     t.add_argument("--device", default="auto")
     t.set_defaults(func=cmd_train)
+
+    c = sub.add_parser("cluster", help="k-means pseudo-labels of face embeddings (scored if DATA has class folders)")
+    c.add_argument("data", help="ImageFolder tree or flat folder of photos")
+    c.add_argument("--k", type=int, required=True, help="number of people")
+    c.add_argument("--extractor", default="dlib")
+    c.add_argument("--image-size", type=int, default=112, help="size photos are embedded at (as G sees them)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("-o", "--output", default="centroids.safetensors")
+    c.set_defaults(func=cmd_cluster)
 
     r = sub.add_parser("protect", help="protect every photo under IN into OUT")
     r.add_argument("input", help="input folder (never modified)")
@@ -185,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError, KeyError) as exc:
+    except (FileNotFoundError, ValueError, KeyError, ImportError) as exc:
         print(f"segue {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

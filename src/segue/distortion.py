@@ -20,8 +20,9 @@ import kornia.augmentation as K
 import kornia.enhance
 import kornia.filters
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from segue.side_info import side_loss
 
 
 class DistortionStage(nn.Module):
@@ -77,7 +78,7 @@ class PGD(DistortionStage):
         eta = torch.zeros_like(base)
         for _ in range(self.steps):
             eta.requires_grad_(True)
-            loss = F.cross_entropy(model((base + eta).clamp(0, 1)), y)
+            loss = side_loss(model((base + eta).clamp(0, 1)), y)
             (grad,) = torch.autograd.grad(loss, eta)
             eta = (eta.detach() + self.step_size * grad.sign()).clamp(-self.rho, self.rho)
         model.train(was_training)

@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from segue.data import IMAGE_SUFFIXES, natural_key
 from segue.generator import Generator
+from segue.side_info import SideInfo
 from segue.imageio import LOSSY_FORMATS, SAVE_FORMAT_BY_SUFFIX, Photo, encode, read_photo, to_uint8, write_atomic
 
 
@@ -44,6 +45,7 @@ class ProtectOptions:
     workers: int = 2
     overwrite: bool = False
     quality: int = 95
+    side_info: SideInfo | None = None  # labels from the photo itself (pseudo-labels): folders and label unused
 
 
 @dataclass
@@ -67,7 +69,9 @@ def plan_jobs(in_dir: Path, out_dir: Path, opts: ProtectOptions) -> tuple[list[J
         if not src.is_file() or src.suffix.lower() not in IMAGE_SUFFIXES:
             continue
         rel = src.relative_to(in_dir)
-        if opts.label is not None:
+        if opts.side_info is not None:
+            label = None  # assigned from the photo when it is loaded
+        elif opts.label is not None:
             label = opts.label
         elif len(rel.parts) > 1:
             label = classes.index(rel.parts[0])
@@ -79,16 +83,21 @@ def plan_jobs(in_dir: Path, out_dir: Path, opts: ProtectOptions) -> tuple[list[J
     return jobs, errors
 
 
+def resize_all(images: list[torch.Tensor], size: int) -> torch.Tensor:
+    """Photos of any sizes as one ``(N,3,size,size)`` batch (bilinear, antialiased)."""
+    return torch.stack([
+        x if x.shape[-2:] == (size, size)
+        else F.interpolate(x[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
+        for x in images
+    ])
+
+
 def perturb(generator: Generator, images: list[torch.Tensor], labels: torch.Tensor, work_size: int | None) -> list[torch.Tensor]:
     """Protected versions of images of any sizes, batching the generator call at ``work_size``."""
     device = next(generator.parameters()).device
     if not work_size:
         return [generator.protect(x[None].to(device), labels[i : i + 1].to(device))[0].cpu() for i, x in enumerate(images)]
-    small = torch.stack([
-        x if x.shape[-2:] == (work_size, work_size)
-        else F.interpolate(x[None], size=(work_size, work_size), mode="bilinear", antialias=True, align_corners=False)[0]
-        for x in images
-    ]).to(device)
+    small = resize_all(images, work_size).to(device)
     deltas = generator(small, labels.to(device)).cpu()
     out = []
     for x, d in zip(images, deltas):
@@ -148,8 +157,13 @@ def protect_folder(generator: Generator, in_dir: str | Path, out_dir: str | Path
                     errors.append({"input": j.rel, "error": e})
                     tqdm.write(f"segue: error: {j.rel}: {e}", file=sys.stderr)
             if good:
+                tensors = [p.tensor() for _, p in good]
+                if opts.side_info is not None:
+                    assigned = opts.side_info.assign(resize_all(tensors, work_size or generator_size(generator) or 112))
+                    for (j, _), lab in zip(good, assigned.tolist()):
+                        j.label = lab
                 labels = torch.tensor([j.label for j, _ in good])
-                protected = perturb(generator, [p.tensor() for _, p in good], labels, work_size)
+                protected = perturb(generator, tensors, labels, work_size)
                 results += list(pool.map(lambda a: _save(*a, opts), [(j, p, x) for (j, p), x in zip(good, protected)]))
             bar.update(len(loaded))
     bar.close()

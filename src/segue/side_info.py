@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 
 CODE_BITS = 16
 
@@ -28,6 +29,22 @@ def label_to_code(labels: torch.Tensor, bits: int = CODE_BITS) -> torch.Tensor:
     shifts = torch.arange(bits, device=labels.device)
     bits01 = (labels.unsqueeze(-1) >> shifts) & 1
     return bits01.float() * 2 - 1
+
+
+def code_targets(labels: torch.Tensor, bits: int = CODE_BITS) -> torch.Tensor:
+    """The code bits of each label in {0, 1}: the targets of a surrogate that *reads* codes."""
+    return (label_to_code(labels, bits) + 1) / 2
+
+
+def side_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """A surrogate's loss against side information.
+
+    Integer targets are side labels (cross-entropy over classes, the paper's objective);
+    float targets are code bits (binary cross-entropy per bit, see ``side_target="code_bits"``).
+    """
+    if target.is_floating_point():
+        return F.binary_cross_entropy_with_logits(logits, target)
+    return F.cross_entropy(logits, target)
 
 
 class SideInfo(ABC):

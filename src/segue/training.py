@@ -7,14 +7,23 @@ on the protected photos learns instead of the faces.
 
 Two schedules are offered:
 
-* ``paper``: as the official code - every epoch trains G for a full pass; every
+* ``paper`` (default): as the official code - every epoch trains G for a full pass; every
   ``surrogate_every``-th epoch (1st, 6th, 11th, ...) first trains f for a full pass.
 * ``interleaved``: every batch does ``surrogate_steps`` steps of f then one step of G (the
-  min-min schedule of error-minimising noise), so f and G co-adapt within an epoch. It is
-  the shipped recipe; it has not yet been compared with ``paper`` at equal CPU time.
+  min-min schedule of error-minimising noise). Measured worse at the same GPU time
+  (benchmarks/results/recipe_sweep_gpu, victim peak accuracy on WebFace10 112 px): 62.5%
+  with carrier swap 0.5 and f in eval mode, 25% with f in train mode; ``paper``: 15.5%.
 
-Training stops after ``epochs`` or once the mean surrogate loss on protected data in an
-epoch falls below ``stop_loss`` (paper: 0.001).
+Training stops after ``epochs``, after ``max_seconds``, or once the mean surrogate loss on
+protected data in an epoch falls below ``stop_loss`` (paper: 0.001).
+
+What f predicts (``side_target``):
+
+* ``class`` (paper): the side label, cross-entropy over the K identities of the training set.
+* ``code_bits`` (our extension): the 16 code bits, binary cross-entropy per bit, and every
+  batch gives each identity a fresh random code. G must then *write* any code so that f can
+  read it back: the perturbation becomes a per-code pattern for codes (and people) never
+  seen in training, instead of a shortcut for the K training codes only.
 """
 
 from __future__ import annotations
@@ -24,7 +33,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from segue.data import FaceSet
@@ -32,28 +40,32 @@ from segue.distortion import DistortionConfig, DistortionLayer
 from segue.generator import Generator, GeneratorConfig
 from segue.models import create_model
 from segue.runtime import seed_everything
+from segue.side_info import code_targets, side_loss
 
 
 @dataclass
 class TrainConfig:
     """Hyper-parameters of Alg. 1.
 
-    Defaults are the paper's except ``schedule`` and ``carrier_swap`` (the shipped recipe,
-    measured in benchmarks/); ``configs/paper.yaml`` restores the paper's Alg. 1 exactly.
+    Defaults are the paper's Alg. 1 (official code: batch 16, f in eval mode during G's
+    steps). ``interleaved``, ``carrier_swap``, ``surrogate_mode_for_generator="train"`` and
+    ``side_target="code_bits"`` are alternatives we measured; see the GPU recipe sweep.
     """
 
     image_size: int = 112
     epochs: int = 20
-    schedule: str = "interleaved"  # "interleaved" | "paper"
+    schedule: str = "paper"  # "paper" | "interleaved"
     surrogate_every: int = 5
     surrogate_steps: int = 1
-    batch_size: int = 32
+    batch_size: int = 16
     lr_generator: float = 5e-4
     lr_surrogate: float = 5e-4
     l2_weight: float = 1e-3
-    surrogate_mode_for_generator: str = "eval"  # "eval" (official code, shipped weights) or "train" (BN batch stats)
-    carrier_swap: float = 0.5  # fraction of each batch whose delta is added to another person's photo
+    surrogate_mode_for_generator: str = "eval"  # "eval" (official code) or "train" (BN batch statistics)
+    carrier_swap: float = 0.0  # fraction of each batch whose delta is added to another person's photo
     stop_loss: float = 1e-3
+    max_seconds: float | None = None  # wall-clock budget: stop after the epoch that crosses it
+    side_target: str = "class"  # "class" (paper) or "code_bits" (f reads the code; random codes per batch)
     surrogate: str = "resnet18"
     seed: int = 0
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
@@ -74,9 +86,12 @@ class SegueTrainer:
     """Holds G, f, their optimisers and the distortion layer; one method per stage."""
 
     def __init__(self, cfg: TrainConfig, num_classes: int, device: torch.device):
-        self.cfg, self.device = cfg, device
+        if cfg.side_target not in ("class", "code_bits"):
+            raise ValueError(f"unknown side_target {cfg.side_target!r}")
+        self.cfg, self.device, self.num_classes = cfg, device, num_classes
         self.generator = Generator(cfg.generator).to(device)
-        self.surrogate = create_model(cfg.surrogate, num_classes).to(device)
+        outputs = cfg.generator.code_bits if cfg.side_target == "code_bits" else num_classes
+        self.surrogate = create_model(cfg.surrogate, outputs).to(device)
         self.distortion = DistortionLayer.from_config(cfg.distortion).to(device)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr_generator)
         self.opt_f = torch.optim.Adam(self.surrogate.parameters(), lr=cfg.lr_surrogate)
@@ -86,8 +101,8 @@ class SegueTrainer:
 
         With a swapped carrier the face says nothing about the side label, so the only way for
         f to be right is to read delta: delta is pushed to be a face-independent shortcut
-        (close to a per-identity pattern), which a victim learns before the faces. This is our
-        addition to the paper's Alg. 1 (0 = off, the paper's behaviour).
+        (close to a per-identity pattern). Our addition to Alg. 1, off by default: measured, it
+        protected less than the paper's recipe (see the recipe sweep).
         """
         if self.cfg.carrier_swap <= 0:
             return x
@@ -95,35 +110,49 @@ class SegueTrainer:
         other = x[torch.randperm(len(x), device=x.device)]
         return torch.where(swap[:, None, None, None], other, x)
 
-    def surrogate_step(self, x: torch.Tensor, s: torch.Tensor) -> float:
+    def side_targets(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(side labels G is given, f's targets) for one batch of side labels.
+
+        ``class``: G gets the label, f predicts it. ``code_bits``: each identity is mapped to a
+        random code for this batch; G gets that code, f predicts its bits.
+        """
+        if self.cfg.side_target == "class":
+            return labels, labels
+        bits = self.cfg.generator.code_bits
+        table = torch.randint(0, 2**bits, (self.num_classes,), device=labels.device)
+        codes = table[labels]
+        return codes, code_targets(codes, bits)
+
+    def surrogate_step(self, x: torch.Tensor, s: torch.Tensor, target: torch.Tensor | None = None) -> float:
         """One step of f on protected images (G frozen); returns the loss before the step."""
+        target = s if target is None else target
         self.surrogate.train()
         self.generator.eval()  # f learns from the perturbations that protect will produce
         with torch.no_grad():
             xp = (self.carrier(x) + self.generator(x, s)).clamp(0, 1)
-        loss = F.cross_entropy(self.surrogate(xp), s)
+        loss = side_loss(self.surrogate(xp), target)
         self.opt_f.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_f.step()
         return loss.item()
 
-    def generator_step(self, x: torch.Tensor, s: torch.Tensor) -> dict[str, float]:
+    def generator_step(self, x: torch.Tensor, s: torch.Tensor, target: torch.Tensor | None = None) -> dict[str, float]:
         """One step of G: minimise f's loss on the distorted protected image (f frozen).
 
         Also returns f's loss on the undistorted protected image (the paper's stopping
         quantity) - one extra forward pass, a few percent of the step. f runs in eval mode
-        as in the official code unless ``surrogate_mode_for_generator="train"``: early in
-        training f's BatchNorm running statistics lag, its eval-mode output is close to
-        uniform and G gets little signal (tiny-data trial: eval-mode loss 1.40 -> 2.88 over
-        6 epochs, train mode 0.27 -> 0.006). Not yet benchmarked on WebFace10.
+        as in the official code unless ``surrogate_mode_for_generator="train"`` (f's BatchNorm
+        on batch statistics: a lower loss on tiny data, but with the interleaved schedule it
+        still protected less than the paper's recipe on WebFace10).
         """
+        target = s if target is None else target
         self.surrogate.train(self.cfg.surrogate_mode_for_generator == "train")
         self.generator.train()
-        delta = self.generator(self.distortion.generator_input(x, s, self.surrogate), s)
+        delta = self.generator(self.distortion.generator_input(x, target, self.surrogate), s)
         with torch.no_grad():
-            protected = F.cross_entropy(self.surrogate((x + delta).clamp(0, 1)), s).item()
+            protected = side_loss(self.surrogate((x + delta).clamp(0, 1)), target).item()
         xp = (self.carrier(x) + delta).clamp(0, 1)
-        ce = F.cross_entropy(self.surrogate(self.distortion(xp)), s)
+        ce = side_loss(self.surrogate(self.distortion(xp)), target)
         l2 = delta.flatten(1).norm(dim=1).mean()
         loss = ce + self.cfg.l2_weight * l2
         self.opt_g.zero_grad(set_to_none=True)
@@ -153,13 +182,14 @@ class SegueTrainer:
         sums: dict[str, float] = {}
         for start in range(0, len(order), self.cfg.batch_size):
             idx = order[start : start + self.cfg.batch_size]
-            x, s = images[idx].to(self.device), side[idx].to(self.device)
+            x = images[idx].to(self.device)
+            s, target = self.side_targets(side[idx].to(self.device))
             row: dict[str, float] = {}
             if stage in ("surrogate", "interleaved"):
                 for _ in range(self.cfg.surrogate_steps if stage == "interleaved" else 1):
-                    row["protected_loss"] = self.surrogate_step(x, s)
+                    row["protected_loss"] = self.surrogate_step(x, s, target)
             if stage in ("generator", "interleaved"):
-                row.update(self.generator_step(x, s))
+                row.update(self.generator_step(x, s, target))
             for key, value in row.items():
                 sums[key] = sums.get(key, 0.0) + value * len(idx)
         return {"stage": stage, **{k: round(v / len(order), 5) for k, v in sums.items()}}
@@ -178,6 +208,7 @@ def train_generator(
     cfg.generator.image_size = cfg.image_size
     trainer = SegueTrainer(cfg, num_classes, device)
     history: list[dict] = []
+    start = time.perf_counter()
     for epoch in range(cfg.epochs):
         t0 = time.perf_counter()
         stage = trainer.stage_of(epoch)
@@ -187,6 +218,8 @@ def train_generator(
         if on_epoch:
             on_epoch(row)
         if row["protected_loss"] < cfg.stop_loss:
+            break
+        if cfg.max_seconds is not None and time.perf_counter() - start > cfg.max_seconds:
             break
     trainer.generator.eval()
     return trainer.generator, trainer.surrogate, history

@@ -1,0 +1,115 @@
+"""Unsupervised Segue: pseudo-labels from dlib face embeddings + k-means, then protect and attack.
+
+    python benchmarks/unsupervised.py cluster            # CPU (dlib): clustering scores + pseudo-labels
+    python benchmarks/unsupervised.py victims [--device auto] [--seeds 0]   # G on pseudo-labels, victims
+
+``cluster`` embeds WebFace10 (train_clean, test_clean) and ORL (8 train / 2 test per person)
+at 112 px, fits k-means on each training set (K = number of people: 10 and 40), scores the
+clusters against the true identities (Hungarian accuracy, NMI, ARI; test photos are assigned
+to the nearest training centroid) and writes benchmarks/results/unsupervised_clusters.json
+with the pseudo-label of every training photo. ``victims`` trains a generator per dataset on
+those pseudo-labels (configs/webface10_112.yaml), protects the training photos with their
+pseudo-label codes, trains ResNet18 victims on clean and on protected photos and tests them
+on clean test photos. Writes benchmarks/results/unsupervised.{json,md}. The two stages are
+split so the dlib stage can run on a CPU machine and the training on a lent GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from _common import RESULTS, compare_victims, pct, summary, write_results
+from segue.data import FaceSet, load_image_folder, load_orl, webface10_root
+from segue.protect import protect_images
+from segue.runtime import resolve_device
+from segue.training import TrainConfig, train_generator
+
+ROOT = Path(__file__).resolve().parents[1]
+CLUSTERS = RESULTS / "unsupervised_clusters.json"
+SIZE = 112
+
+
+def datasets() -> dict[str, tuple[FaceSet, FaceSet]]:
+    root = webface10_root()
+    train = load_image_folder(root / "train_clean", SIZE)
+    return {"WebFace10": (train, load_image_folder(root / "test_clean", SIZE, classes=train.classes)),
+            "ORL": load_orl(size=SIZE, train_per_class=8)}
+
+
+def cluster_stage() -> None:
+    from segue.extractors import create_extractor
+    from segue.pseudo_labels import PseudoLabels, score_clusters
+
+    extractor = create_extractor("dlib")
+    out = {"extractor": "dlib", "image_size": SIZE, "datasets": {}}
+    for name, (train, test) in datasets().items():
+        t0 = time.perf_counter()
+        emb_train, emb_test = extractor.embed(train.images), extractor.embed(test.images)
+        seconds = time.perf_counter() - t0
+        k = len(train.classes)
+        pseudo = PseudoLabels.fit(emb_train, k, "dlib", seed=0)
+        lab_train, lab_test = pseudo.assign_embeddings(emb_train), pseudo.assign_embeddings(emb_test)
+        out["datasets"][name] = {
+            "k": k, "train_images": len(train), "test_images": len(test),
+            "embed_seconds_per_image": round(seconds / (len(train) + len(test)), 4),
+            "train": score_clusters(train.labels.numpy(), lab_train.numpy()),
+            "test": score_clusters(test.labels.numpy(), lab_test.numpy()),
+            "train_pseudo_labels": lab_train.tolist(),
+        }
+        print(name, {k2: v for k2, v in out["datasets"][name].items() if k2 != "train_pseudo_labels"}, flush=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    CLUSTERS.write_text(json.dumps(out) + "\n")
+
+
+def victims_stage(device: torch.device, seeds: list[int], victim_epochs: int) -> None:
+    clusters = json.loads(CLUSTERS.read_text())
+    base = yaml.safe_load((ROOT / "configs/webface10_112.yaml").read_text())
+    payload: dict = {"clusters": {n: {k: v for k, v in d.items() if k != "train_pseudo_labels"}
+                                  for n, d in clusters["datasets"].items()},
+                     "train_config": base, "device": str(device), "datasets": {}}
+    md = [f"## Unsupervised Segue (dlib embeddings + k-means pseudo-labels), {SIZE} px, ResNet18 victim, "
+          f"{victim_epochs} epochs, seeds {seeds}", "",
+          "| data | K | clustering acc train / test | NMI train / test | clean victim final / peak "
+          "| pseudo-protected victim final / peak | chance |", "|---|---|---|---|---|---|---|"]
+    for name, (train, test) in datasets().items():
+        info = clusters["datasets"][name]
+        pseudo = torch.tensor(info["train_pseudo_labels"])
+        cfg = TrainConfig.from_dict(base)
+        t0 = time.perf_counter()
+        generator, _, history = train_generator(train, pseudo, info["k"], cfg, device)
+        train_s = time.perf_counter() - t0
+        protected = protect_images(generator, train.images, pseudo)
+        runs = compare_victims(train, protected, test, victim_epochs, seeds, device)
+        c, p = summary(runs["clean"]), summary(runs["protected"])
+        payload["datasets"][name] = {"generator_seconds": round(train_s, 1), "generator_history": history,
+                                     "clean": c, "protected": p, "runs": runs}
+        md.append(f"| {name} | {info['k']} | {pct(info['train']['accuracy'])} / {pct(info['test']['accuracy'])} | "
+                  f"{info['train']['nmi']:.3f} / {info['test']['nmi']:.3f} | "
+                  f"{pct(c['final_acc']['mean'])} / {pct(c['peak_acc']['mean'])} | "
+                  f"{pct(p['final_acc']['mean'])} / {pct(p['peak_acc']['mean'])} | {pct(1 / info['k'])} |")
+    dev = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
+    md += ["", f"Generator: configs/webface10_112.yaml on pseudo-labels, trained on {dev}; victims on {dev}.", ""]
+    write_results("unsupervised", payload, "\n".join(md))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("stage", choices=["cluster", "victims"])
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--epochs", type=int, default=15)
+    args = ap.parse_args()
+    if args.stage == "cluster":
+        cluster_stage()
+    else:
+        victims_stage(resolve_device(args.device), args.seeds, args.epochs)
+
+
+if __name__ == "__main__":
+    main()

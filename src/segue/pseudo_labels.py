@@ -1,0 +1,97 @@
+"""Unsupervised side information: k-means clusters of face embeddings as pseudo-labels.
+
+The defender knows only the number of people K. Every photo is embedded by a pretrained
+face extractor (:mod:`segue.extractors`), k-means groups the embeddings, and the cluster
+index is the side label - at training time and again at protection time, where a new photo
+gets the code of its nearest centroid. The centroids are saved next to the generator
+(``.safetensors``, never pickle) so protection uses exactly the clusters G was trained on.
+The paper notes this works once clustering accuracy exceeds ~80%.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from scipy.optimize import linear_sum_assignment
+from sklearn.cluster import KMeans
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+from sklearn.metrics.cluster import contingency_matrix
+
+from segue.extractors import FaceExtractor, create_extractor
+from segue.side_info import SideInfo
+
+
+def cluster_accuracy(true: np.ndarray, pred: np.ndarray) -> float:
+    """Accuracy under the best one-to-one matching of clusters to classes (Hungarian)."""
+    table = contingency_matrix(true, pred)
+    rows, cols = linear_sum_assignment(-table)
+    return float(table[rows, cols].sum() / len(true))
+
+
+def score_clusters(true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """Clustering accuracy, NMI and ARI against the true identities."""
+    true, pred = np.asarray(true), np.asarray(pred)
+    return {"accuracy": round(cluster_accuracy(true, pred), 4),
+            "nmi": round(float(normalized_mutual_info_score(true, pred)), 4),
+            "ari": round(float(adjusted_rand_score(true, pred)), 4)}
+
+
+class PseudoLabels(SideInfo):
+    """Side label = index of the nearest k-means centroid of the photo's face embedding."""
+
+    name = "pseudo"
+
+    def __init__(self, centroids: np.ndarray, extractor: str = "dlib"):
+        self.centroids = np.asarray(centroids, dtype=np.float32)
+        self.extractor_name = extractor
+        self._extractor: FaceExtractor | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.centroids)
+
+    @property
+    def extractor(self) -> FaceExtractor:
+        if self._extractor is None:
+            self._extractor = create_extractor(self.extractor_name)
+        return self._extractor
+
+    @classmethod
+    def fit(cls, embeddings: np.ndarray, k: int, extractor: str = "dlib", seed: int = 0) -> "PseudoLabels":
+        """k-means (10 restarts, fixed seed) on the embeddings of the training photos."""
+        if k < 1 or k > len(embeddings):
+            raise ValueError(f"k must lie in [1, {len(embeddings)}] for {len(embeddings)} photos; got {k}")
+        km = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(embeddings)
+        return cls(km.cluster_centers_, extractor)
+
+    def assign_embeddings(self, embeddings: np.ndarray) -> torch.Tensor:
+        dist = ((embeddings[:, None, :] - self.centroids[None]) ** 2).sum(-1)
+        return torch.from_numpy(dist.argmin(1)).long()
+
+    def assign(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Cluster of each photo (true labels, if given, are ignored: that is the point)."""
+        return self.assign_embeddings(self.extractor.embed(images))
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {"extractor": self.extractor_name, "k": str(self.num_classes)}
+        save_file({"centroids": torch.from_numpy(self.centroids)}, str(path), metadata=meta)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "PseudoLabels":
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            centroids = f.get_tensor("centroids").numpy()
+        return cls(centroids, meta.get("extractor", "dlib"))
+
+
+def centroids_path(weights: str | Path) -> Path:
+    """Where the centroids of a pseudo-label generator live: ``NAME.centroids.safetensors``."""
+    weights = Path(weights)
+    return weights.with_name(weights.stem + ".centroids.safetensors")
