@@ -56,6 +56,16 @@ def test_stop_loss_ends_training_early(tiny_data):
     assert len(history) == 1
 
 
+def test_bn_recalibration_makes_the_eval_mode_surrogate_usable(tiny_data):
+    # 4 batches per surrogate pass: f's running statistics are mostly their initial values and
+    # f in eval mode is at chance (ln 4 = 1.39); recomputing them must bring its loss down.
+    plain = tiny_train_config(schedule="paper", epochs=1, stop_loss=0.0)
+    recal = tiny_train_config(schedule="paper", epochs=1, stop_loss=0.0, recalibrate_bn=True)
+    _, _, h_plain = train_generator(tiny_data, tiny_data.labels, 4, plain, CPU)
+    _, _, h_recal = train_generator(tiny_data, tiny_data.labels, 4, recal, CPU)
+    assert h_recal[0]["protected_loss"] < h_plain[0]["protected_loss"] - 0.1, (h_plain, h_recal)
+
+
 def test_max_seconds_ends_training_after_the_epoch_that_crosses_it(tiny_data):
     cfg = tiny_train_config(epochs=5, stop_loss=0.0, max_seconds=0.0)
     _, _, history = train_generator(tiny_data, tiny_data.labels, 4, cfg, CPU)

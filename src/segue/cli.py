@@ -57,11 +57,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.output)
     extra: dict = {}
     if args.side_info == "pseudo":
-        from segue.pseudo_labels import centroids_path
+        from segue.pseudo_labels import centroids_path, fit_pseudo_labels
 
-        side, extra = _fit_pseudo_labels(data, args.k, args.extractor, cfg.seed)
+        side, labels, extra = fit_pseudo_labels(data, args.k, args.extractor, cfg.seed)
         extra["centroids"] = side.save(centroids_path(out)).name
-        labels = side.assign_embeddings(extra.pop("embeddings"))
     else:
         if not data.classes:
             raise ValueError(f"{args.data} has no class subfolders: supervised training needs them (or --side-info pseudo --k K)")
@@ -87,30 +86,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fit_pseudo_labels(data, k: int | None, extractor: str, seed: int):
-    """Embed ``data``, fit k-means; returns (PseudoLabels, info with scores and the embeddings)."""
-    from segue.extractors import create_extractor
-    from segue.pseudo_labels import PseudoLabels, score_clusters
-
-    if not k:
-        raise ValueError("pseudo-labels need the number of people: --k K")
-    t0 = time.perf_counter()
-    embeddings = create_extractor(extractor).embed(data.images)
-    pseudo = PseudoLabels.fit(embeddings, k, extractor, seed)
-    info: dict = {"k": k, "extractor": extractor, "embed_seconds": round(time.perf_counter() - t0, 1),
-                  "embeddings": embeddings}
-    if data.classes:  # true identities known: say how good the clusters are
-        info["clustering"] = score_clusters(data.labels.numpy(), pseudo.assign_embeddings(embeddings).numpy())
-    return pseudo, info
-
-
 def cmd_cluster(args: argparse.Namespace) -> int:
     """Embed every photo of DATA, fit k-means, save the centroids, score against class folders."""
     from segue.data import load_photos
+    from segue.pseudo_labels import fit_pseudo_labels
 
     data = load_photos(args.data, args.image_size)
-    pseudo, info = _fit_pseudo_labels(data, args.k, args.extractor, args.seed)
-    info.pop("embeddings")
+    pseudo, _, info = fit_pseudo_labels(data, args.k, args.extractor, args.seed)
     pseudo.save(args.output)
     scores = info.pop("clustering", {"accuracy": None, "nmi": None, "ari": None})
     print(json.dumps({**scores, **info, "images": len(data), "centroids": str(args.output)}))

@@ -10,6 +10,7 @@ The paper notes this works once clustering accuracy exceeds ~80%.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from sklearn.metrics.cluster import contingency_matrix
 
+from segue.data import FaceSet
 from segue.extractors import FaceExtractor, create_extractor
 from segue.side_info import SideInfo
 
@@ -95,3 +97,21 @@ def centroids_path(weights: str | Path) -> Path:
     """Where the centroids of a pseudo-label generator live: ``NAME.centroids.safetensors``."""
     weights = Path(weights)
     return weights.with_name(weights.stem + ".centroids.safetensors")
+
+
+def fit_pseudo_labels(data: FaceSet, k: int | None, extractor: str = "dlib", seed: int = 0) -> tuple[PseudoLabels, torch.Tensor, dict]:
+    """Embed ``data`` and fit k-means; returns (PseudoLabels, each photo's cluster, info).
+
+    ``info`` has K, the extractor, the embedding time and - when ``data`` has class folders,
+    i.e. the true identities are known - the clustering scores.
+    """
+    if not k:
+        raise ValueError("pseudo-labels need the number of people: --k K")
+    t0 = time.perf_counter()
+    embeddings = create_extractor(extractor).embed(data.images)
+    pseudo = PseudoLabels.fit(embeddings, k, extractor, seed)
+    labels = pseudo.assign_embeddings(embeddings)
+    info: dict = {"k": k, "extractor": extractor, "embed_seconds": round(time.perf_counter() - t0, 1)}
+    if data.classes:
+        info["clustering"] = score_clusters(data.labels.numpy(), labels.numpy())
+    return pseudo, labels, info

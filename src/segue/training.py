@@ -66,6 +66,7 @@ class TrainConfig:
     stop_loss: float = 1e-3
     max_seconds: float | None = None  # wall-clock budget: stop after the epoch that crosses it
     side_target: str = "class"  # "class" (paper) or "code_bits" (f reads the code; random codes per batch)
+    recalibrate_bn: bool = False  # recompute f's BatchNorm statistics after each surrogate pass (not in the paper)
     surrogate: str = "resnet18"
     seed: int = 0
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
@@ -161,6 +162,29 @@ class SegueTrainer:
         self.opt_g.step()
         return {"protected_loss": protected, "distorted_loss": ce.item(), "delta_l2": l2.item()}
 
+    @torch.no_grad()
+    def recalibrate_bn(self, images: torch.Tensor, side: torch.Tensor) -> None:
+        """Recompute f's BatchNorm running statistics on the current protected images.
+
+        After a short surrogate pass (few batches) the running statistics still carry their
+        initial values, so f in eval mode - which G is trained against - is near chance.
+        One no-grad pass with cumulative averaging (momentum None) fixes them. Pilot on ORL
+        (``segue demo`` settings): f's loss fell to 0.002, but the victim was not protected.
+        """
+        bns = [m for m in self.surrogate.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        saved = [m.momentum for m in bns]
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None
+        self.surrogate.train()
+        self.generator.eval()
+        for start in range(0, len(images), self.cfg.batch_size):
+            x = images[start : start + self.cfg.batch_size].to(self.device)
+            s, _ = self.side_targets(side[start : start + self.cfg.batch_size].to(self.device))
+            self.surrogate((self.carrier(x) + self.generator(x, s)).clamp(0, 1))
+        for m, momentum in zip(bns, saved):
+            m.momentum = momentum
+
     def stage_of(self, epoch: int) -> str:
         if self.cfg.schedule == "interleaved":
             return "interleaved"
@@ -177,6 +201,8 @@ class SegueTrainer:
         """
         if stage == "surrogate+generator":  # official code: a full surrogate pass, then a generator pass
             first = self.run_epoch(images, side, "surrogate", rng)
+            if self.cfg.recalibrate_bn:
+                self.recalibrate_bn(images, side)
             return {**self.run_epoch(images, side, "generator", rng), "surrogate_loss": first["protected_loss"], "stage": stage}
         order = torch.randperm(len(images), generator=rng)
         sums: dict[str, float] = {}
