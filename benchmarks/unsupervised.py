@@ -43,22 +43,19 @@ def datasets() -> dict[str, tuple[FaceSet, FaceSet]]:
 
 
 def cluster_stage() -> None:
-    from segue.extractors import create_extractor
-    from segue.pseudo_labels import PseudoLabels, score_clusters
+    from segue.pseudo_labels import fit_pseudo_labels, score_clusters
 
-    extractor = create_extractor("dlib")
     out = {"extractor": "dlib", "image_size": SIZE, "datasets": {}}
     for name, (train, test) in datasets().items():
         t0 = time.perf_counter()
-        emb_train, emb_test = extractor.embed(train.images), extractor.embed(test.images)
-        seconds = time.perf_counter() - t0
         k = len(train.classes)
-        pseudo = PseudoLabels.fit(emb_train, k, "dlib", seed=0)
-        lab_train, lab_test = pseudo.assign_embeddings(emb_train), pseudo.assign_embeddings(emb_test)
+        pseudo, lab_train, info = fit_pseudo_labels(train, k, "dlib", seed=0)  # the same path as `segue train`
+        lab_test = pseudo.assign(test.images)  # test photos: nearest training centroid, as `segue protect` does
+        seconds = time.perf_counter() - t0
         out["datasets"][name] = {
             "k": k, "train_images": len(train), "test_images": len(test),
             "embed_seconds_per_image": round(seconds / (len(train) + len(test)), 4),
-            "train": score_clusters(train.labels.numpy(), lab_train.numpy()),
+            "train": info["clustering"],
             "test": score_clusters(test.labels.numpy(), lab_test.numpy()),
             "train_pseudo_labels": lab_train.tolist(),
         }

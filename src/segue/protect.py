@@ -92,12 +92,16 @@ def resize_all(images: list[torch.Tensor], size: int) -> torch.Tensor:
     ])
 
 
-def perturb(generator: Generator, images: list[torch.Tensor], labels: torch.Tensor, work_size: int | None) -> list[torch.Tensor]:
-    """Protected versions of images of any sizes, batching the generator call at ``work_size``."""
+def perturb(generator: Generator, images: list[torch.Tensor], labels: torch.Tensor, work_size: int | None,
+            small: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """Protected versions of images of any sizes, batching the generator call at ``work_size``.
+
+    ``small`` is the batch already resized to ``work_size``, if the caller has it.
+    """
     device = next(generator.parameters()).device
     if not work_size:
         return [generator.protect(x[None].to(device), labels[i : i + 1].to(device))[0].cpu() for i, x in enumerate(images)]
-    small = resize_all(images, work_size).to(device)
+    small = (resize_all(images, work_size) if small is None else small).to(device)
     deltas = generator(small, labels.to(device)).cpu()
     out = []
     for x, d in zip(images, deltas):
@@ -158,12 +162,13 @@ def protect_folder(generator: Generator, in_dir: str | Path, out_dir: str | Path
                     tqdm.write(f"segue: error: {j.rel}: {e}", file=sys.stderr)
             if good:
                 tensors = [p.tensor() for _, p in good]
-                if opts.side_info is not None:
-                    assigned = opts.side_info.assign(resize_all(tensors, work_size or generator_size(generator) or 112))
-                    for (j, _), lab in zip(good, assigned.tolist()):
+                small = None
+                if opts.side_info is not None:  # pseudo-labels: embed the photo as G sees it (training size)
+                    small = resize_all(tensors, work_size or generator_size(generator) or 112)
+                    for (j, _), lab in zip(good, opts.side_info.assign(small).tolist()):
                         j.label = lab
                 labels = torch.tensor([j.label for j, _ in good])
-                protected = perturb(generator, tensors, labels, work_size)
+                protected = perturb(generator, tensors, labels, work_size, small if work_size else None)
                 results += list(pool.map(lambda a: _save(*a, opts), [(j, p, x) for (j, p), x in zip(good, protected)]))
             bar.update(len(loaded))
     bar.close()

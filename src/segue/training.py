@@ -124,13 +124,17 @@ class SegueTrainer:
         codes = table[labels]
         return codes, code_targets(codes, bits)
 
+    @torch.no_grad()
+    def surrogate_input(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """What f learns from: protected images made by G in eval mode, as protect makes them."""
+        self.generator.eval()
+        return (self.carrier(x) + self.generator(x, s)).clamp(0, 1)
+
     def surrogate_step(self, x: torch.Tensor, s: torch.Tensor, target: torch.Tensor | None = None) -> float:
         """One step of f on protected images (G frozen); returns the loss before the step."""
         target = s if target is None else target
+        xp = self.surrogate_input(x, s)
         self.surrogate.train()
-        self.generator.eval()  # f learns from the perturbations that protect will produce
-        with torch.no_grad():
-            xp = (self.carrier(x) + self.generator(x, s)).clamp(0, 1)
         loss = side_loss(self.surrogate(xp), target)
         self.opt_f.zero_grad(set_to_none=True)
         loss.backward()
@@ -177,11 +181,10 @@ class SegueTrainer:
             m.reset_running_stats()
             m.momentum = None
         self.surrogate.train()
-        self.generator.eval()
         for start in range(0, len(images), self.cfg.batch_size):
             x = images[start : start + self.cfg.batch_size].to(self.device)
             s, _ = self.side_targets(side[start : start + self.cfg.batch_size].to(self.device))
-            self.surrogate((self.carrier(x) + self.generator(x, s)).clamp(0, 1))
+            self.surrogate(self.surrogate_input(x, s))
         for m, momentum in zip(bns, saved):
             m.momentum = momentum
 
