@@ -44,13 +44,15 @@ def test_eps_bound_holds_after_png_round_trip(photo_folder, tmp_path, generator,
     assert all(r["psnr"] > 25 for r in report["files"])
 
 
-def test_jpeg_input_becomes_png_unless_keep(tmp_path, generator):
+def test_jpeg_keeps_its_format_with_a_warning_unless_png(tmp_path, generator):
     src = make_photo_folder(tmp_path / "in", identities=1, per_identity=2, suffix=".jpg")
-    protect_folder(generator, src, tmp_path / "png", progress=False)
-    assert sorted(p.name for p in (tmp_path / "png" / "person0").iterdir()) == ["img0.png", "img1.png"]
     with pytest.warns(UserWarning, match="lossy"):
-        protect_folder(generator, src, tmp_path / "keep", ProtectOptions(output_format="keep"), progress=False)
+        report = protect_folder(generator, src, tmp_path / "keep", progress=False)
     assert sorted(p.name for p in (tmp_path / "keep" / "person0").iterdir()) == ["img0.jpg", "img1.jpg"]
+    assert Image.open(tmp_path / "keep" / "person0" / "img0.jpg").format == "JPEG"
+    assert all(r["linf"] > 0 for r in report["files"])  # measured on the decoded JPEG the user gets
+    protect_folder(generator, src, tmp_path / "png", ProtectOptions(output_format="png"), progress=False)
+    assert sorted(p.name for p in (tmp_path / "png" / "person0").iterdir()) == ["img0.png", "img1.png"]
 
 
 def test_bad_file_gets_one_error_and_run_goes_on(photo_folder, tmp_path, generator):

@@ -57,3 +57,14 @@ def load_generator(path: str | Path | None = None, device: str | torch.device = 
     generator = Generator(GeneratorConfig(**meta["generator"]))
     generator.load_state_dict(load_file(str(path), device="cpu"))
     return generator.to(device).eval(), meta["provenance"]
+
+
+def load_protector(path: str | Path | None = None, device: str | torch.device = "cpu"):
+    """Generator plus the side information protect needs: for a pseudo-label generator, the
+    k-means centroids saved next to it (labels then come from each face, not from folders)."""
+    generator, provenance = load_generator(path, device)
+    if provenance.get("side_info") != "pseudo":
+        return generator, None
+    from segue.pseudo_labels import PseudoLabels, centroids_path
+
+    return generator, PseudoLabels.load(centroids_path(Path(path) if path else default_weights_path()))

@@ -101,23 +101,34 @@ def cmd_cluster(args: argparse.Namespace) -> int:
 
 def cmd_protect(args: argparse.Namespace) -> int:
     """Protect a folder with a trained (or the shipped) generator."""
-    from segue.checkpoint import default_weights_path, load_generator
-    from segue.protect import ProtectOptions, protect_folder
+    from segue.protect import ProtectOptions
 
-    generator, provenance = load_generator(args.weights, resolve_device(args.device))
-    side_info = None
-    if provenance.get("side_info") == "pseudo":  # labels come from the photos: nearest training cluster
-        from segue.pseudo_labels import PseudoLabels, centroids_path
-
-        side_info = PseudoLabels.load(centroids_path(Path(args.weights) if args.weights else default_weights_path()))
     opts = ProtectOptions(label=args.label, output_format=args.format, batch_size=args.batch_size,
-                          workers=args.workers, overwrite=args.overwrite, side_info=side_info,
-                          work_size=0 if args.native_size else None)
-    report = protect_folder(generator, args.input, args.output, opts, progress=not args.quiet)
+                          workers=args.workers, overwrite=args.overwrite, quality=args.quality,
+                          work_size=0 if args.native_size else None,
+                          region="full" if args.full_image else args.region, crop_max_side=args.crop_max_side,
+                          face_margin=args.face_margin, keep_exif=args.keep_exif, max_pixels=args.max_pixels)
+    device = resolve_device(args.device)
+    try:
+        if args.engine == "ray":
+            from segue.ray_engine import protect_folder_ray
+
+            report = protect_folder_ray(args.weights, args.input, args.output, opts, device=str(device),
+                                        num_cpus=args.ray_cpus, progress=not args.quiet)
+        else:
+            from segue.checkpoint import load_protector
+            from segue.protect import protect_folder
+
+            generator, opts.side_info = load_protector(args.weights, device)
+            report = protect_folder(generator, args.input, args.output, opts, progress=not args.quiet)
+    except KeyboardInterrupt:
+        print(f"segue protect: interrupted; finished files are kept, rerun to complete -> "
+              f"{Path(args.output) / 'report.json'}", file=sys.stderr)
+        return 130
     s = report["summary"]
-    print(f"protected {s['protected']} images ({s['errors']} errors, {len(report['skipped_existing'])} skipped) "
-          f"PSNR {s['psnr_mean']} dB, SSIM {s['ssim_mean']}, max L-inf {s['linf_max']}/255, "
-          f"{s['images_per_second']} img/s -> {Path(args.output) / 'report.json'}")
+    print(f"protected {s['protected']} images ({s['no_face']} without a face copied unchanged, {s['errors']} errors, "
+          f"{len(report['skipped_existing'])} already done) PSNR {s['psnr_mean']} dB, SSIM {s['ssim_mean']}, "
+          f"max L-inf {s['linf_max']}/255, {s['images_per_second']} img/s -> {Path(args.output) / 'report.json'}")
     return 1 if s["errors"] and not s["protected"] else 0
 
 
@@ -197,12 +208,30 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--output", required=True, help="output folder (mirrors IN)")
     r.add_argument("--weights", help="generator .safetensors (default: the shipped WebFace10 one)")
     r.add_argument("--label", type=int, help="side label for every photo (flat folder of one person)")
-    r.add_argument("--format", choices=["png", "keep"], default="png",
-                   help="png (lossless, default) or keep each file's format (JPEG at q95: weakens protection)")
-    r.add_argument("--native-size", action="store_true", help="run G at each photo's own size instead of its training size")
+    r.add_argument("--format", choices=["keep", "png"], default="keep",
+                   help="keep each file's format (default; JPEG/WebP written at --quality, which weakens protection) "
+                        "or png (lossless)")
+    r.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (default 95)")
+    r.add_argument("--region", choices=["auto", "faces", "full"], default="auto",
+                   help="auto (default): photos up to --crop-max-side px are face crops, larger ones are searched "
+                        "for faces; faces: always detect; full: perturb the whole frame")
+    r.add_argument("--full-image", action="store_true", help="same as --region full")
+    r.add_argument("--crop-max-side", type=int, default=512, help="largest photo --region auto treats as a face crop")
+    r.add_argument("--face-margin", type=float, default=0.5, help="margin around a detected face, in face widths")
+    r.add_argument("--keep-exif", action="store_true",
+                   help="keep EXIF (camera, GPS, dates); by default all EXIF is dropped")
+    r.add_argument("--max-pixels", type=int, default=100_000_000, help="refuse larger images (decompression bombs)")
+    r.add_argument("--native-size", action="store_true", help="run G at each region's own size instead of its training size")
     r.add_argument("--batch-size", type=int, default=16)
     r.add_argument("--workers", type=int, default=2, help="threads for decoding/encoding")
-    r.add_argument("--overwrite", action="store_true", help="redo files that already exist in OUT (default: skip them)")
+    redo = r.add_mutually_exclusive_group()
+    redo.add_argument("--overwrite", action="store_true", help="redo files that already exist in OUT")
+    redo.add_argument("--skip-existing", action="store_true",
+                      help="keep files that already exist in OUT (the default; outputs are written atomically, "
+                           "so an existing file is complete)")
+    r.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local threads (default) or Ray Data for bulk runs (pip install 'segue[ray]')")
+    r.add_argument("--ray-cpus", type=int, help="CPUs Ray may use (default: all); one is left for reading")
     r.add_argument("--device", default="auto")
     r.add_argument("-q", "--quiet", action="store_true")
     r.set_defaults(func=cmd_protect)

@@ -10,6 +10,11 @@ official Segue code:
   training shifts photos exactly that way);
 * on the *protected image* x + delta (blur, sharpness, flips): differentiable, so the
   gradient of the surrogate loss flows through them back into G.
+
+Beyond the paper (off by default, on in ``configs/robust_112.yaml``): what photos go through
+on platforms and what an attacker tries first - JPEG at a random quality (kornia's
+differentiable JPEG), down-then-up scaling, grayscale and a stronger blur - each applied with
+its own probability, so delta learns to survive them.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import kornia.augmentation as K
 import kornia.enhance
 import kornia.filters
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from segue.side_info import side_loss
@@ -85,6 +91,27 @@ class PGD(DistortionStage):
         return (x + eta.detach()).clamp(0, 1)
 
 
+class RandomRescale(DistortionStage):
+    """Downscale by a random factor in ``[min_factor, 1)``, then back up (bilinear, differentiable).
+
+    Platforms resize uploads; a perturbation that lives in the finest pixels does not survive a 2x
+    downscale. Applied to the whole batch with probability ``p`` (one factor per batch).
+    """
+
+    def __init__(self, p: float, min_factor: float = 0.25):
+        super().__init__()
+        self.p, self.min_factor = p, min_factor
+
+    def forward(self, x, y=None, model=None):
+        if torch.rand(()) >= self.p:
+            return x
+        f = self.min_factor + (1 - self.min_factor) * torch.rand(()).item()
+        h, w = x.shape[-2:]
+        small = F.interpolate(x, size=(max(round(h * f), 1), max(round(w * f), 1)), mode="bilinear",
+                              antialias=True, align_corners=False)
+        return F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+
+
 @dataclass
 class DistortionConfig:
     """The paper's distortion settings; set a value to 0 to drop that stage."""
@@ -96,6 +123,14 @@ class DistortionConfig:
     sharpness: float = 2.0
     hflip_p: float = 0.1
     vflip_p: float = 0.1
+    # robustness stages (0 = off, the paper's setting); probabilities are per image/batch
+    jpeg_p: float = 0.0
+    jpeg_quality: tuple[float, float] = (10.0, 90.0)
+    rescale_p: float = 0.0
+    rescale_min: float = 0.25
+    grey_p: float = 0.0
+    strong_blur_p: float = 0.0
+    strong_blur_sigma: tuple[float, float] = (0.5, 1.5)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -122,6 +157,14 @@ class DistortionLayer(nn.Module):
             stages.append(KorniaStage(K.RandomHorizontalFlip(p=cfg.hflip_p)))
         if cfg.vflip_p > 0:
             stages.append(KorniaStage(K.RandomVerticalFlip(p=cfg.vflip_p)))
+        if cfg.strong_blur_p > 0:
+            stages.append(KorniaStage(K.RandomGaussianBlur((5, 5), tuple(cfg.strong_blur_sigma), p=cfg.strong_blur_p)))
+        if cfg.rescale_p > 0:
+            stages.append(RandomRescale(cfg.rescale_p, cfg.rescale_min))
+        if cfg.grey_p > 0:
+            stages.append(KorniaStage(K.RandomGrayscale(p=cfg.grey_p)))  # stays 3-channel
+        if cfg.jpeg_p > 0:  # last: JPEG is what a platform does after everything else
+            stages.append(KorniaStage(K.RandomJPEG(jpeg_quality=tuple(cfg.jpeg_quality), p=cfg.jpeg_p)))
         return cls(stages)
 
     def generator_input(self, x: torch.Tensor, y: torch.Tensor, model: nn.Module) -> torch.Tensor:

@@ -8,31 +8,38 @@ cannot decode (truncated, corrupt) is 422, one over the byte or pixel limit is 4
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import threading
 import zipfile
 from importlib import resources
 from pathlib import Path
 
-import numpy as np
-import torch
 from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image, UnidentifiedImageError
 
 from segue.checkpoint import load_generator
 from segue.generator import Generator
-from segue.imageio import Photo, encode, read_photo, save_image, to_uint8
-from segue.protect import generator_size, perturb, quality_metrics
+from segue.imageio import BadImage, Photo, read_photo
+from segue.protect import Job, ProtectOptions, Protector
 
 MEDIA_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
+SUFFIXES = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
 
 
 class PhotoProtector:
-    """Decode, check limits, protect and re-encode one upload; shared by both endpoints."""
+    """Decode, check limits, protect and re-encode one upload; shared by both endpoints.
+
+    The per-photo work is :class:`segue.protect.Protector`, as in ``segue protect``: face
+    crops are perturbed whole, large photos only around the faces found (whole frame if dlib
+    is not installed).
+    """
 
     def __init__(self, generator: Generator, max_bytes: int, max_pixels: int):
-        self.generator, self.max_bytes, self.max_pixels = generator, max_bytes, max_pixels
+        self.max_bytes, self.max_pixels = max_bytes, max_pixels
+        region = "auto" if importlib.util.find_spec("dlib") else "full"
+        self.protector = Protector(generator, ProtectOptions(region=region, batch_size=1, max_pixels=max_pixels))
         self.lock = threading.Lock()  # one forward pass at a time: CPU-bound anyway
 
     def decode(self, data: bytes) -> Photo:
@@ -46,22 +53,19 @@ class PhotoProtector:
         if pixels > self.max_pixels:
             raise HTTPException(413, f"image has {pixels} pixels; the limit is {self.max_pixels}")
         try:
-            return read_photo(io.BytesIO(data))
-        except Exception as exc:  # truncated / corrupt data behind a valid header
-            raise HTTPException(422, f"image could not be decoded: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+            return read_photo(data, self.max_pixels)
+        except BadImage as exc:  # truncated / corrupt data behind a valid header
+            raise HTTPException(422, f"image could not be decoded: {exc}") from None
 
     def protect(self, data: bytes, label: int, output: str) -> tuple[bytes, str, dict]:
-        """Protected image bytes, its format name, and quality metrics."""
+        """Protected image bytes, its format name, and the report row (metrics, status)."""
         photo = self.decode(data)
-        with self.lock, torch.inference_mode():
-            protected = perturb(self.generator, [photo.tensor()], torch.tensor([label]), generator_size(self.generator))[0]
-        rgb = to_uint8(protected)
-        image = encode(photo, rgb)
         fmt = "PNG" if output == "png" or photo.format not in MEDIA_TYPES else photo.format
-        buf = io.BytesIO()
-        save_image(image, buf, fmt, photo.icc_profile)
-        written = np.array(image.convert("RGB"), dtype=np.uint8)
-        return buf.getvalue(), fmt, quality_metrics(photo.rgb, written)
+        job = Job(Path("upload"), Path(f"upload.{SUFFIXES[fmt]}"), "upload", label)
+        with self.lock:
+            (out, boxes), = self.protector.perturb([(job, photo)])
+        data, row = self.protector.finish(job, photo, out, boxes)
+        return data, fmt, row
 
 
 def create_app(weights: str | Path | None = None, max_bytes: int = 20 * 2**20, max_pixels: int = 40_000_000,
@@ -92,7 +96,8 @@ def create_app(weights: str | Path | None = None, max_bytes: int = 20 * 2**20, m
                 output: str = Form("png", pattern="^(png|original)$")) -> Response:
         """Protect one photo; the response is the image, metrics are in ``X-Segue-*`` headers."""
         data, fmt, q = protector.protect(file.file.read(max_bytes + 1), label, output)
-        headers = {"X-Segue-PSNR": str(q["psnr"]), "X-Segue-SSIM": str(q["ssim"]), "X-Segue-Linf": str(q["linf"])}
+        headers = {"X-Segue-PSNR": str(q["psnr"]), "X-Segue-SSIM": str(q["ssim"]), "X-Segue-Linf": str(q["linf"]),
+                   "X-Segue-Status": q["status"], "X-Segue-Faces": str(q["faces"])}
         return Response(data, media_type=MEDIA_TYPES[fmt], headers=headers)
 
     @app.post("/api/protect-zip", responses={200: {"content": {"application/zip": {}}}})
