@@ -207,7 +207,9 @@ def _many_photos(root: pathlib.Path, n: int) -> pathlib.Path:
 def _run_protect(src, out, weights, *extra) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "segue.cli", "protect", str(src), "-o", str(out), "--weights", str(weights),
            "--batch-size", "1", "--workers", "1", "-q", *extra]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a shell that runs pytest in the background ignores SIGINT, and Python then keeps it ignored in the child
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for_outputs(out: pathlib.Path, n: int, proc: subprocess.Popen, timeout: float = 120) -> None:

@@ -25,7 +25,7 @@ class MeanColour(FaceExtractor):
 
 def test_registry_lists_and_rejects():
     assert {"dlib", "mean-colour"} <= set(available_extractors())
-    with pytest.raises(ValueError, match="unknown extractor"):
+    with pytest.raises(KeyError, match="unknown extractor"):
         create_extractor("nope")
 
 

@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import yaml
@@ -258,11 +259,19 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--port", type=int, default=8000)
     v.add_argument("--weights", help="generator .safetensors (default: the shipped one)")
     v.set_defaults(func=cmd_serve)
+    from segue.benchmark import add_parser as add_benchmark_parser
+    add_benchmark_parser(sub)
     return p
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one plain line, not Python's source-location format."""
+    print(f"segue: warning: {message}", file=file or sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    warnings.showwarning = _show_warning
     try:
         return args.func(args)
     except (FileNotFoundError, ValueError, KeyError, ImportError) as exc:

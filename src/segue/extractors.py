@@ -14,30 +14,23 @@ not flattered by having seen those people.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 
 import numpy as np
 import torch
 
-_REGISTRY: dict[str, Callable[[], "FaceExtractor"]] = {}
+from segue.registry import Registry
 
-
-def register_extractor(name: str):
-    def deco(cls):
-        _REGISTRY[name] = cls
-        return cls
-    return deco
+extractors: Registry["FaceExtractor"] = Registry("extractor")
+register_extractor = extractors.register
 
 
 def available_extractors() -> list[str]:
-    return sorted(_REGISTRY)
+    return extractors.names()
 
 
 def create_extractor(name: str = "dlib") -> "FaceExtractor":
-    """Build a registered extractor by name (raises a clear error for unknown names)."""
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown extractor {name!r}; available: {', '.join(available_extractors())}")
-    return _REGISTRY[name]()
+    """Build a registered extractor by name (an unknown name is a KeyError listing the known ones)."""
+    return extractors.create(name)
 
 
 class FaceExtractor(ABC):

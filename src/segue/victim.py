@@ -52,11 +52,19 @@ def train_victim(
     cfg: VictimConfig,
     device: torch.device,
     on_epoch: Callable[[dict], None] | None = None,
+    batch_transforms: list[Callable] | None = None,
 ) -> dict:
-    """Train a fresh victim on ``train`` and log clean-test accuracy per epoch."""
+    """Train a fresh victim on ``train`` and log clean-test accuracy per epoch.
+
+    ``batch_transforms`` (training-time countermeasures, see :mod:`segue.countermeasures`)
+    each map ``(model, x, y_soft, gen) -> (x, y_soft)`` on every batch, in order; the loss
+    is then the cross-entropy with those soft targets. Without them the loop is the plain
+    protocol above (hard labels, same batches for the same seed).
+    """
     rng = seed_everything(cfg.seed)
     num_classes = len(train.classes)
-    model = create_model(cfg.model, num_classes).to(device)
+    model = create_model(cfg.model, num_classes, image_size=train.images.shape[-1]).to(device)
+    transform_rng = torch.Generator().manual_seed(cfg.seed + 1) if batch_transforms else None
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     steps_per_epoch = -(-len(train) // cfg.batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps_per_epoch)
@@ -69,8 +77,16 @@ def train_victim(
         for start in range(0, len(order), cfg.batch_size):
             idx = order[start : start + cfg.batch_size]
             x, y = train.images[idx].to(device), train.labels[idx].to(device)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
+            if batch_transforms:
+                target = F.one_hot(y, num_classes).float()
+                for transform in batch_transforms:
+                    x, target = transform(model, x, target, transform_rng)
+                y = target.argmax(1)  # the dominant label, for the train accuracy
+                logits = model(x)
+                loss = -(target * F.log_softmax(logits, 1)).sum(1).mean()
+            else:
+                logits = model(x)
+                loss = F.cross_entropy(logits, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -1,0 +1,44 @@
+"""Segue as a noise method: one forward pass of a trained generator (default: the shipped one)."""
+
+from __future__ import annotations
+
+import torch
+
+from segue.methods.base import NoiseMethod
+
+
+class SegueMethod(NoiseMethod):
+    """Wraps :func:`segue.protect.protect_images`; ``weights`` = a ``.safetensors`` path or None (shipped).
+
+    ``fit`` does not train a generator: ``fit_info`` reports the generator's own training
+    time and device from its provenance (what the "with generator training" time adds).
+    """
+
+    name = "segue"
+
+    def __init__(self, eps: float | None = None, seed: int = 0, device: str = "cpu", weights: str | None = None,
+                 generator=None):
+        from segue.checkpoint import load_generator
+
+        if generator is not None:
+            self.generator, self.provenance = generator, {}
+        else:
+            self.generator, self.provenance = load_generator(weights, device)
+        if eps is not None and abs(eps - self.generator.eps) > 1e-9:
+            raise ValueError(f"generator budget is {self.generator.eps * 255:.1f}/255, not {eps * 255:.1f}/255")
+        super().__init__(self.generator.eps, seed, device)
+        self.weights = weights or "shipped"
+        self.fit_info = {
+            "generator_weights": self.weights,
+            "generator_train_seconds": self.provenance.get("train_seconds"),
+            "generator_train_device": self.provenance.get("device", "not recorded in the weights' provenance"),
+            "generator_image_size": self.generator.config.image_size,
+        }
+
+    def config(self) -> dict:
+        return {**super().config(), "weights": self.weights}
+
+    def perturb(self, images: torch.Tensor, side_labels: torch.Tensor) -> torch.Tensor:
+        from segue.protect import protect_images
+
+        return protect_images(self.generator, images, side_labels)
