@@ -12,7 +12,9 @@ from collections.abc import Callable
 import torchvision
 from torch import nn
 
-_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+from segue.registry import Registry
+
+MODELS: Registry[nn.Module] = Registry("model")
 
 
 def register_model(name: str) -> Callable:
@@ -21,24 +23,16 @@ def register_model(name: str) -> Callable:
     A builder that also takes ``image_size`` (e.g. a ViT, whose position embedding depends
     on it) gets the data's size from :func:`create_model`.
     """
-
-    def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        _REGISTRY[name] = fn
-        return fn
-
-    return wrap
+    return MODELS.register(name)
 
 
 def list_models() -> list[str]:
-    return sorted(_REGISTRY)
+    return MODELS.names()
 
 
 def create_model(name: str, num_classes: int, image_size: int | None = None) -> nn.Module:
     """Build a registered classifier with ``num_classes`` outputs (for ``image_size`` px inputs)."""
-    try:
-        builder = _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown model {name!r}; known: {', '.join(list_models())}") from None
+    builder = MODELS.get(name)
     if "image_size" in inspect.signature(builder).parameters:
         return builder(num_classes, image_size=image_size or 224)
     return builder(num_classes)

@@ -29,8 +29,12 @@ class Registry(Generic[T]):
     def __contains__(self, name: str) -> bool:
         return name in self._builders
 
-    def create(self, name: str, *args, **kwargs) -> T:
-        """Build ``name``; an unknown name is a KeyError that lists the known ones."""
+    def get(self, name: str) -> Callable[..., T]:
+        """The builder registered as ``name``; an unknown name is a KeyError that lists the known ones."""
         if name not in self._builders:
             raise KeyError(f"unknown {self.kind} {name!r}; known: {', '.join(self.names())}")
-        return self._builders[name](*args, **kwargs)
+        return self._builders[name]
+
+    def create(self, name: str, *args, **kwargs) -> T:
+        """Build ``name`` (see :meth:`get`)."""
+        return self.get(name)(*args, **kwargs)
