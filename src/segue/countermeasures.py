@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from segue.distortion import linf_pgd
 from segue.registry import Registry
 
 
@@ -260,15 +261,9 @@ class AdversarialTraining(BatchTransform):
         return {"rho_255": round(self.rho * 255, 3), "steps": self.steps}
 
     def __call__(self, model, x, y, gen):
-        was_training = model.training
-        model.eval()
-        delta = ((torch.rand(x.shape, generator=gen) * 2 - 1) * self.rho).to(x.device)
-        for _ in range(self.steps):
-            delta.requires_grad_(True)
-            loss = soft_cross_entropy(model((x + delta).clamp(0, 1)), y)
-            (grad,) = torch.autograd.grad(loss, delta)
-            delta = (delta.detach() + self.step_size * grad.sign()).clamp(-self.rho, self.rho)
-        model.train(was_training)
+        start = ((torch.rand(x.shape, generator=gen) * 2 - 1) * self.rho).to(x.device)
+        delta = linf_pgd(model, x, lambda logits: soft_cross_entropy(logits, y), self.rho, self.steps,
+                         self.step_size, start)
         return (x + delta).clamp(0, 1).detach(), y
 
 

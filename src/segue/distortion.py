@@ -78,17 +78,25 @@ class PGD(DistortionStage):
     def forward(self, x, y=None, model=None):
         if model is None or y is None or self.steps == 0 or self.rho == 0:
             return x
-        was_training = model.training
-        model.eval()
-        base = x.detach()
-        eta = torch.zeros_like(base)
-        for _ in range(self.steps):
-            eta.requires_grad_(True)
-            loss = side_loss(model((base + eta).clamp(0, 1)), y)
-            (grad,) = torch.autograd.grad(loss, eta)
-            eta = (eta.detach() + self.step_size * grad.sign()).clamp(-self.rho, self.rho)
-        model.train(was_training)
-        return (x + eta.detach()).clamp(0, 1)
+        eta = linf_pgd(model, x, lambda logits: side_loss(logits, y), self.rho, self.steps, self.step_size)
+        return (x + eta).clamp(0, 1)
+
+
+def linf_pgd(model: nn.Module, x: torch.Tensor, loss_fn, rho: float, steps: int, step_size: float,
+             start: torch.Tensor | None = None) -> torch.Tensor:
+    """The offset within ``rho`` (L-inf) that raises ``loss_fn(model(x + eta))``: signed-gradient ascent,
+    model in eval mode. Shared by the distortion layer and the attacker's adversarial training."""
+    was_training = model.training
+    model.eval()
+    base = x.detach()
+    eta = torch.zeros_like(base) if start is None else start
+    for _ in range(steps):
+        eta.requires_grad_(True)
+        loss = loss_fn(model((base + eta).clamp(0, 1)))
+        (grad,) = torch.autograd.grad(loss, eta)
+        eta = (eta.detach() + step_size * grad.sign()).clamp(-rho, rho)
+    model.train(was_training)
+    return eta.detach()
 
 
 class RandomRescale(DistortionStage):
