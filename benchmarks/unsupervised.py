@@ -35,11 +35,16 @@ CLUSTERS = RESULTS / "unsupervised_clusters.json"
 SIZE = 112
 
 
-def datasets() -> dict[str, tuple[FaceSet, FaceSet]]:
+def webface10() -> tuple[FaceSet, FaceSet]:
     root = webface10_root()
     train = load_image_folder(root / "train_clean", SIZE)
-    return {"WebFace10": (train, load_image_folder(root / "test_clean", SIZE, classes=train.classes)),
-            "ORL": load_orl(size=SIZE, train_per_class=8)}
+    return train, load_image_folder(root / "test_clean", SIZE, classes=train.classes)
+
+
+def datasets(only: list[str] | None = None) -> dict[str, tuple[FaceSet, FaceSet]]:
+    """(train, test) per dataset; ``only`` loads just those (a GPU machine may carry only WebFace10)."""
+    loaders = {"WebFace10": webface10, "ORL": lambda: load_orl(size=SIZE, train_per_class=8)}
+    return {name: load() for name, load in loaders.items() if not only or name in only}
 
 
 def cluster_stage() -> None:
@@ -64,9 +69,10 @@ def cluster_stage() -> None:
     CLUSTERS.write_text(json.dumps(out) + "\n")
 
 
-def victims_stage(device: torch.device, seeds: list[int], victim_epochs: int) -> None:
+def victims_stage(device: torch.device, seeds: list[int], victim_epochs: int, config: str = "configs/webface10_112.yaml",
+                  overrides: dict | None = None, only: list[str] | None = None, name: str = "unsupervised") -> None:
     clusters = json.loads(CLUSTERS.read_text())
-    base = yaml.safe_load((ROOT / "configs/webface10_112.yaml").read_text())
+    base = {**yaml.safe_load((ROOT / config).read_text()), **(overrides or {})}
     payload: dict = {"clusters": {n: {k: v for k, v in d.items() if k != "train_pseudo_labels"}
                                   for n, d in clusters["datasets"].items()},
                      "train_config": base, "device": str(device), "datasets": {}}
@@ -74,8 +80,8 @@ def victims_stage(device: torch.device, seeds: list[int], victim_epochs: int) ->
           f"{victim_epochs} epochs, seeds {seeds}", "",
           "| data | K | clustering acc train / test | NMI train / test | clean victim final / peak "
           "| pseudo-protected victim final / peak | chance |", "|---|---|---|---|---|---|---|"]
-    for name, (train, test) in datasets().items():
-        info = clusters["datasets"][name]
+    for data_name, (train, test) in datasets(only).items():
+        info = clusters["datasets"][data_name]
         pseudo = torch.tensor(info["train_pseudo_labels"])
         cfg = TrainConfig.from_dict(base)
         t0 = time.perf_counter()
@@ -84,15 +90,15 @@ def victims_stage(device: torch.device, seeds: list[int], victim_epochs: int) ->
         protected = protect_images(generator, train.images, pseudo)
         runs = compare_victims(train, protected, test, victim_epochs, seeds, device)
         c, p = summary(runs["clean"]), summary(runs["protected"])
-        payload["datasets"][name] = {"generator_seconds": round(train_s, 1), "generator_history": history,
+        payload["datasets"][data_name] = {"generator_seconds": round(train_s, 1), "generator_history": history,
                                      "clean": c, "protected": p, "runs": runs}
-        md.append(f"| {name} | {info['k']} | {pct(info['train']['accuracy'])} / {pct(info['test']['accuracy'])} | "
+        md.append(f"| {data_name} | {info['k']} | {pct(info['train']['accuracy'])} / {pct(info['test']['accuracy'])} | "
                   f"{info['train']['nmi']:.3f} / {info['test']['nmi']:.3f} | "
                   f"{pct(c['final_acc']['mean'])} / {pct(c['peak_acc']['mean'])} | "
                   f"{pct(p['final_acc']['mean'])} / {pct(p['peak_acc']['mean'])} | {pct(1 / info['k'])} |")
     dev = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
-    md += ["", f"Generator: configs/webface10_112.yaml on pseudo-labels, trained on {dev}; victims on {dev}.", ""]
-    write_results("unsupervised", payload, "\n".join(md))
+    md += ["", f"Generator: {config} {overrides or ''} on pseudo-labels, trained on {dev}; victims on {dev}.", ""]
+    write_results(name, payload, "\n".join(md))
 
 
 def main() -> None:
@@ -100,12 +106,19 @@ def main() -> None:
     ap.add_argument("stage", choices=["cluster", "victims"])
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
-    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--epochs", type=int, default=15, help="victim epochs")
+    ap.add_argument("--config", default="configs/webface10_112.yaml", help="generator training config")
+    ap.add_argument("--g-epochs", type=int, help="override the config's generator epochs")
+    ap.add_argument("--max-seconds", type=float, help="generator time budget")
+    ap.add_argument("--datasets", nargs="+", choices=["WebFace10", "ORL"], help="default: both")
+    ap.add_argument("--name", default="unsupervised", help="results file name under benchmarks/results/")
     args = ap.parse_args()
     if args.stage == "cluster":
         cluster_stage()
     else:
-        victims_stage(resolve_device(args.device), args.seeds, args.epochs)
+        overrides = {k: v for k, v in (("epochs", args.g_epochs), ("max_seconds", args.max_seconds)) if v is not None}
+        victims_stage(resolve_device(args.device), args.seeds, args.epochs, args.config, overrides, args.datasets,
+                      args.name)
 
 
 if __name__ == "__main__":

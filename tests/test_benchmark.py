@@ -92,3 +92,11 @@ def test_cli_benchmark_on_an_image_folder(tmp_path, capsys):
     if importlib.util.find_spec("matplotlib"):
         assert (tmp_path / "cache" / "samples.png").exists()
     assert main(["benchmark", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_only_runs_cells_in_the_patterns_order(tmp_path):
+    """--only lists the most wanted cells first; a deadline then cuts the least wanted ones."""
+    cells = benchmark.cells_of(tiny_config(tmp_path / "out"))
+    picked = benchmark.select(cells, ["random|*|mixup|*,clean|*", "random|*"])
+    assert [c.id for c in picked] == ["random|resnet18|mixup|0", "clean|resnet18|none|0",
+                                      "random|resnet18|none|0", "random|resnet18|gray|0"]

@@ -102,3 +102,22 @@ def test_distortion_is_differentiable_to_the_input():
     layer(x).sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
     assert len(DistortionLayer.from_config(DistortionConfig(pgd_steps=0, blur_sigma=0, sharpness=1, hflip_p=0, vflip_p=0)).stages) == 0
+
+
+def test_init_generator_fine_tunes_given_weights(tiny_data, tmp_path):
+    """--init: G starts from saved weights (a smooth variant may start from a plain one); the layers must match."""
+    from segue.checkpoint import save_generator
+    from segue.generator import Generator, GeneratorConfig
+
+    torch.manual_seed(3)
+    start = Generator(GeneratorConfig(width=16))
+    path = save_generator(start, tmp_path / "start.safetensors")
+    cfg = tiny_train_config(epochs=1, lr_generator=0.0, init_generator=str(path),
+                            generator=GeneratorConfig(width=16, smooth=2))
+    g, _, _ = train_generator(tiny_data, tiny_data.labels, 4, cfg, CPU)
+    for (k, a), b in zip(g.state_dict().items(), start.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert g.config.smooth == 2
+    with pytest.raises(ValueError, match="width"):
+        train_generator(tiny_data, tiny_data.labels, 4, tiny_train_config(
+            epochs=1, init_generator=str(path), generator=GeneratorConfig(width=32)), CPU)

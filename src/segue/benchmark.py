@@ -258,10 +258,17 @@ def parse_deadline(text: str | None) -> datetime | None:
 
 
 def select(cells: list[Cell], only: list[str] | None) -> list[Cell]:
+    """The cells matching any ``--only`` pattern, in the patterns' order (so a run can put its
+    most wanted cells first); cells that one pattern matches keep the grid's order."""
     if not only:
         return cells
     pats = [p for arg in only for p in arg.split(",") if p]
-    return [c for c in cells if any(fnmatch.fnmatchcase(c.id, p) for p in pats)]
+    picked: dict[str, Cell] = {}
+    for pat in pats:
+        for c in cells:
+            if fnmatch.fnmatchcase(c.id, pat):
+                picked.setdefault(c.id, c)
+    return list(picked.values())
 
 
 def load_data(cfg: dict):
@@ -428,11 +435,12 @@ def write_report(cfg: dict, out: Path) -> str:
     md += [f"Image grid (clean / protected / delta x10; real photos, so kept out of the repository): "
            f"`{cache_dir(cfg) / 'samples.png'}`.", ""]
     md += ["## All cells (`results.jsonl`, one line each, with per-epoch history)", "",
-           "| method | victim | countermeasure | seed | peak % | peak epoch | final % | train s | finished |",
-           "|---|---|---|---|---|---|---|---|---|"]
+           "| method | victim | countermeasure | seed | peak % | peak epoch | final % | train s | device | finished |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         md.append(f"| {r['method']} | {r['victim']} | {r['countermeasure']} | {r['seed']} | {pct(r['peak_acc'])} | "
-                  f"{r['peak_epoch']} | {pct(r['final_acc'])} | {r['train_seconds']} | {r['finished_at']} |")
+                  f"{r['peak_epoch']} | {pct(r['final_acc'])} | {r['train_seconds']} | {r.get('device', '-')} | "
+                  f"{r['finished_at']} |")
     md.append("")
     text = "\n".join(md)
     (out / "table.md").write_text(text)

@@ -52,6 +52,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             raw[key] = getattr(args, key)
     if args.eps is not None:
         raw.setdefault("generator", {})["eps"] = args.eps / 255
+    if args.smooth is not None:
+        raw.setdefault("generator", {})["smooth"] = args.smooth
+    if args.max_seconds is not None:
+        raw["max_seconds"] = args.max_seconds
+    if args.init is not None:
+        raw["init_generator"] = args.init
     cfg = TrainConfig.from_dict(raw)
     device = resolve_device(args.device)
     data = load_photos(args.data, cfg.image_size)
@@ -187,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", dest="batch_size", type=int)
     t.add_argument("--surrogate-steps", dest="surrogate_steps", type=int)
     t.add_argument("--eps", type=float, help="L-inf budget in /255 units (default 8)")
+    t.add_argument("--smooth", type=int, help="low-frequency delta: block size of its low-pass (default 1 = off)")
+    t.add_argument("--max-seconds", dest="max_seconds", type=float, help="time budget: stop after the epoch that crosses it")
+    t.add_argument("--init", help="start from these generator weights ('shipped' = the default): fine-tune")
     t.add_argument("--seed", type=int)
     t.add_argument("--side-info", choices=["labels", "pseudo"], default="labels",
                    help="labels: class subfolders (default); pseudo: k-means clusters of face embeddings")

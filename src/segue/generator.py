@@ -39,6 +39,8 @@ class GeneratorConfig:
     in_channels: int = 3
     image_size: int | None = None  # the working resolution G was trained at (protect resizes to it)
     norm: str = "group"  # "group" (GroupNorm(1, C), batch-independent) or "batch"
+    smooth: int = 1  # low-pass delta over smooth x smooth blocks (1 = off); see Generator.forward
+
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -116,8 +118,14 @@ class Generator(nn.Module):
         code = label_to_code(side_labels.to(x.device), self.config.code_bits).to(feat.dtype)
         code_map = code[:, :, None, None].expand(-1, -1, *feat.shape[-2:])
         feat = self.fuse(torch.cat([feat, code_map], dim=1))
-        out = self.decoder(self.blocks(feat))[..., :h, :w]
-        return self.config.eps * torch.tanh(out)
+        out = self.decoder(self.blocks(feat))
+        if self.config.smooth > 1:
+            # Our extension (issue 6): keep only frequencies below 1/smooth of Nyquist, so that
+            # delta survives downscaling by up to that factor (box average, then bilinear back up).
+            s = self.config.smooth
+            low = F.avg_pool2d(out, s, ceil_mode=True)
+            out = F.interpolate(low, size=out.shape[-2:], mode="bilinear", align_corners=False)
+        return self.config.eps * torch.tanh(out[..., :h, :w])
 
     def protect(self, x: torch.Tensor, side_labels: torch.Tensor) -> torch.Tensor:
         """Protected image ``clip(x + G(x), 0, 1)``."""

@@ -69,6 +69,7 @@ class TrainConfig:
     recalibrate_bn: bool = False  # recompute f's BatchNorm statistics after each surrogate pass (not in the paper)
     surrogate: str = "resnet18"
     seed: int = 0
+    init_generator: str | None = None  # start G from these weights ("shipped" = the default generator): fine-tuning
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     distortion: DistortionConfig = field(default_factory=DistortionConfig)
 
@@ -83,6 +84,19 @@ class TrainConfig:
         return asdict(self)
 
 
+def init_state(weights: str, config: GeneratorConfig) -> dict[str, torch.Tensor]:
+    """Weights to start G from; they must fit ``config``'s layers (eps and smooth may differ:
+    they act after the last layer, so a robust or low-frequency variant can fine-tune the default)."""
+    from segue.checkpoint import load_generator
+
+    start, _ = load_generator(None if weights == "shipped" else weights)
+    for key in ("width", "code_bits", "res_blocks", "in_channels", "norm"):
+        if getattr(start.config, key) != getattr(config, key):
+            raise ValueError(f"init_generator {weights!r} has {key}={getattr(start.config, key)!r}, "
+                             f"the config {getattr(config, key)!r}")
+    return start.state_dict()
+
+
 class SegueTrainer:
     """Holds G, f, their optimisers and the distortion layer; one method per stage."""
 
@@ -91,6 +105,8 @@ class SegueTrainer:
             raise ValueError(f"unknown side_target {cfg.side_target!r}")
         self.cfg, self.device, self.num_classes = cfg, device, num_classes
         self.generator = Generator(cfg.generator).to(device)
+        if cfg.init_generator:
+            self.generator.load_state_dict(init_state(cfg.init_generator, cfg.generator))
         outputs = cfg.generator.code_bits if cfg.side_target == "code_bits" else num_classes
         self.surrogate = create_model(cfg.surrogate, outputs).to(device)
         self.distortion = DistortionLayer.from_config(cfg.distortion).to(device)

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# One lent-GPU session (15 device-minutes in all): everything the CPU cannot do in time, as parallel
+# processes on one GPU, each under a deadline so that whatever finished comes back.
+#
+#   phase A (t=0):  3 robust generators (configs/robust_112.yaml; smooth 1, 2, 4; fine-tuned from the
+#                   shipped one) and an unsupervised
+#                   generator train; Table I cells (issue 4) and the shipped generator's robustness rows
+#                   (issue 6) run beside them.
+#   phase B:        once the robust generators exist, their robustness rows (benchmarks/grids/robust_gpu.yaml).
+#
+# Run from the repository root on the GPU machine (the device tool), with WebFace10 carried:
+#   bash benchmarks/gpu_session.sh            # GSEC, TOTAL and DEV override the budgets/device
+# Results: runs/gpu/ (weights, per-process benchmark folders, logs), packed into $OUT/gpu_session.tgz.
+set -u
+T0=$(date +%s)
+GSEC=${GSEC:-200}     # generator time budget (s)
+TOTAL=${TOTAL:-545}   # hard stop for every process (s after start)
+DEV=${DEV:-cuda}
+OUT=${OUT:-runs/gpu/out}
+STAMP() { date -u -d "@$((T0 + $1))" +%Y-%m-%dT%H:%M:%S; }
+LATE=$(STAMP $((TOTAL - 70)))   # no new victim cell after this
+mkdir -p runs/gpu/logs "$OUT"
+if [ -d .whl ]; then python3 -m pip install -q --no-deps --no-index --target /tmp/site .whl/*.whl >/dev/null 2>&1; fi
+export PYTHONPATH=/tmp/site:src${PYTHONPATH:+:$PYTHONPATH}
+export SEGUE_WEBFACE10=${SEGUE_WEBFACE10:-.devdata/shared/WebFace10}
+export OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null | tee runs/gpu/logs/gpu.txt
+python3 -c "import torch, kornia; print('torch', torch.__version__, 'kornia', kornia.__version__, 'cuda', torch.cuda.is_available())"
+
+left() { echo $((TOTAL - ($(date +%s) - T0))); }
+bg() {  # bg NAME CMD...: run under the hard stop, log to runs/gpu/logs/NAME.log
+  local name=$1; shift
+  timeout -k 5 "$(left)" "$@" >"runs/gpu/logs/$name.log" 2>&1 &
+}
+bench() {  # bench NAME GRID PATTERNS
+  bg "$1" python3 -m segue.cli benchmark "$2" -o "runs/gpu/bench/$1" --device "$DEV" --deadline "$LATE" --only "$3"
+}
+train_g() {  # train_g NAME SMOOTH
+  bg "g_$1" python3 -m segue.cli train "$SEGUE_WEBFACE10/train_clean" --config configs/robust_112.yaml \
+    --epochs 60 --max-seconds "$GSEC" --smooth "$2" --init shipped -o "runs/gpu/$1.safetensors" --device "$DEV"
+}
+
+# ---- phase A
+train_g robust_s1 1; G1=$!
+train_g robust_s2 2; G2=$!
+train_g robust_s4 4; G4=$!
+bg unsup_webface10 python3 benchmarks/unsupervised.py victims --device "$DEV" --seeds 0 1 --g-epochs 60 \
+  --max-seconds "$GSEC" --datasets WebFace10 --name unsupervised_gpu
+T1=benchmarks/grids/table1_gpu.yaml
+R=benchmarks/grids/robust_gpu.yaml
+bench t1_main "$T1" 'clean|resnet18|none|1,random|resnet18|none|1,lsp|resnet18|none|1,segue|resnet18|none|1,clean|resnet18|none|2,random|resnet18|none|2,lsp|resnet18|none|2,segue|resnet18|none|2'
+bench t1_em "$T1" 'em_classwise|resnet18|none|1,em_classwise|resnet18|none|2,em_classwise|resnet18|adv_*|0,em_classwise|resnet50|none|0,em_classwise|mobilenet_v2|none|0,em_classwise|efficientnet_b1|none|0,em_classwise|vit_tiny|none|0,em_classwise|inception_v3|none|0'
+bench t1_archs "$T1" 'segue|resnet18|adv_2|0,segue|resnet50|none|0,segue|mobilenet_v2|none|0,segue|efficientnet_b1|none|0,segue|vit_tiny|none|0,segue|inception_v3|none|0,clean|resnet50|none|0,clean|mobilenet_v2|none|0,clean|efficientnet_b1|none|0,clean|vit_tiny|none|0,clean|inception_v3|none|0'
+bench t1_misc "$T1" 'em_samplewise|resnet18|none|0,segue|resnet18|cutout|0,segue|resnet18|mixup|0,segue|resnet18|cutmix|0,segue|resnet18|bitdepth_4|0'
+bench r_default "$R" 'segue_default|resnet18|adv_4|0,segue_default|resnet18|jpeg_q30|0,segue_default|resnet18|downscale_x0.25|0,segue_default|resnet18|grayscale_jpeg_q30|0,segue_default|resnet18|blur_k5s1|0,segue_default|resnet18|jpeg_q75|0,segue_default|*'
+
+# ---- phase B: each robust generator's rows as soon as it exists
+robust_rows() {  # robust_rows PID METHOD WEIGHTS
+  wait "$1"
+  if [ ! -f "$3" ]; then echo "no $3: skipping $2"; return; fi
+  bench "${2}_a" "$R" "$2|resnet18|none|0,$2|resnet18|jpeg_q10|0,$2|resnet18|downscale_x0.5|0,$2|resnet18|downscale_x0.25|0,$2|resnet18|grayscale|0"
+  bench "${2}_b" "$R" "$2|resnet18|adv_4|0,$2|resnet18|grayscale_jpeg_q30|0,$2|resnet18|jpeg_q30|0,$2|resnet18|blur_k5s1|0,$2|resnet18|jpeg_q75|0"
+}
+robust_rows $G1 segue_robust runs/gpu/robust_s1.safetensors
+robust_rows $G2 segue_robust_lf2 runs/gpu/robust_s2.safetensors
+robust_rows $G4 segue_robust_lf4 runs/gpu/robust_s4.safetensors
+echo "phase B started at $(( $(date +%s) - T0 )) s"
+wait
+echo "all done at $(( $(date +%s) - T0 )) s"
+cp -f benchmarks/results/unsupervised_gpu.* runs/gpu/ 2>/dev/null
+tar czf "$OUT/gpu_session.tgz" --exclude=out runs/gpu
+for f in runs/gpu/logs/*.log; do echo "== $f"; tail -n 3 "$f"; done
