@@ -3,8 +3,7 @@
 # processes on one GPU, each under a deadline so that whatever finished comes back.
 #
 #   phase A (t=0):  3 robust generators (configs/robust_112.yaml; smooth 1, 2, 4; fine-tuned from the
-#                   shipped one) and an unsupervised
-#                   generator train; Table I cells (issue 4) and the shipped generator's robustness rows
+#                   shipped one) and an unsupervised generator train; Table I cells (issue 4) and the shipped generator's robustness rows
 #                   (issue 6) run beside them.
 #   phase B:        once the robust generators exist, their robustness rows (benchmarks/grids/robust_gpu.yaml).
 #
@@ -55,15 +54,16 @@ bench t1_misc "$T1" 'em_samplewise|resnet18|none|0,segue|resnet18|cutout|0,segue
 bench r_default "$R" 'segue_default|resnet18|adv_4|0,segue_default|resnet18|jpeg_q30|0,segue_default|resnet18|downscale_x0.25|0,segue_default|resnet18|grayscale_jpeg_q30|0,segue_default|resnet18|blur_k5s1|0,segue_default|resnet18|jpeg_q75|0,segue_default|*'
 
 # ---- phase B: each robust generator's rows as soon as it exists
-robust_rows() {  # robust_rows PID METHOD WEIGHTS
+robust_rows() {  # robust_rows PID METHOD WEIGHTS ADV
   wait "$1"
   if [ ! -f "$3" ]; then echo "no $3: skipping $2"; return; fi
   bench "${2}_a" "$R" "$2|resnet18|none|0,$2|resnet18|jpeg_q10|0,$2|resnet18|downscale_x0.5|0,$2|resnet18|downscale_x0.25|0,$2|resnet18|grayscale|0"
-  bench "${2}_b" "$R" "$2|resnet18|adv_4|0,$2|resnet18|grayscale_jpeg_q30|0,$2|resnet18|jpeg_q30|0,$2|resnet18|blur_k5s1|0,$2|resnet18|jpeg_q75|0"
+  bench "${2}_b" "$R" "$2|resnet18|grayscale_jpeg_q30|0,$2|resnet18|jpeg_q30|0,$2|resnet18|blur_k5s1|0,$2|resnet18|jpeg_q75|0"
+  if [ "$4" = adv ]; then bench "${2}_adv" "$R" "$2|resnet18|adv_4|0"; fi
 }
-robust_rows $G1 segue_robust runs/gpu/robust_s1.safetensors
-robust_rows $G2 segue_robust_lf2 runs/gpu/robust_s2.safetensors
-robust_rows $G4 segue_robust_lf4 runs/gpu/robust_s4.safetensors
+robust_rows $G1 segue_robust runs/gpu/robust_s1.safetensors adv
+robust_rows $G2 segue_robust_lf2 runs/gpu/robust_s2.safetensors adv
+robust_rows $G4 segue_robust_lf4 runs/gpu/robust_s4.safetensors no
 echo "phase B started at $(( $(date +%s) - T0 )) s"
 wait
 echo "all done at $(( $(date +%s) - T0 )) s"
