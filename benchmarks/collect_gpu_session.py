@@ -1,13 +1,14 @@
 """Fold a GPU session's results (benchmarks/gpu_session.sh) into benchmarks/results/.
 
-    python benchmarks/collect_gpu_session.py PATH/gpu_session.tgz
+    python benchmarks/collect_gpu_session.py PATH/gpu_session.tgz [PATH/gpu_session_topup.tgz ...]
 
 The session ran each grid in several processes (one results folder each, under runs/gpu/bench/);
 this merges them per grid into benchmarks/results/{table1_gpu,robust_gpu}/ (results.jsonl,
 methods.json, table.md, curves.png), copies the robust generators' weights and the logs, and
 adds to table1_gpu the cells it can take from elsewhere, each row keeping its own ``device``:
 the CPU protocol's seed-0 cells (benchmarks/results/table1_cpu) and the shipped generator's
-robustness rows measured in robust_gpu (method ``segue_default`` there is ``segue`` here).
+robustness rows measured in robust_gpu (method ``segue_default`` there is ``segue`` here); and the
+other way round, table1_cpu's rows of the shipped generator to robust_gpu.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ GRIDS = ROOT / "benchmarks" / "grids"
 
 
 def merge(sources: list[Path], out: Path, rename: dict[str, str] | None = None) -> None:
-    """Append the rows of ``sources`` that ``out`` lacks (by cell id); methods.json: first record wins."""
+    """Append the rows of ``sources`` that ``out`` lacks (by cell id); methods.json: first record wins.
+    With ``rename``, only the renamed methods are taken."""
     rename = rename or {}
     out.mkdir(parents=True, exist_ok=True)
     rows = read_results(out)
@@ -35,6 +37,8 @@ def merge(sources: list[Path], out: Path, rename: dict[str, str] | None = None) 
     for src in sources:
         for r in read_results(src):
             r = dict(r)
+            if rename and r["method"] not in rename:
+                continue
             if r["method"] in rename:
                 r["source"] = str(src.relative_to(ROOT)) if src.is_relative_to(ROOT) else str(src)
                 r["method"] = rename[r["method"]]
@@ -43,14 +47,16 @@ def merge(sources: list[Path], out: Path, rename: dict[str, str] | None = None) 
                 rows.append(r)
                 have.add(r["cell"])
         for label, rec in read_methods(src).items():
-            records.setdefault(rename.get(label, label), rec)
+            if not rename or label in rename:
+                records.setdefault(rename.get(label, label), rec)
     (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     write_json_atomic(out / "methods.json", records)
 
 
-def main(archive: str) -> None:
-    with tarfile.open(archive) as tar:
-        tar.extractall(ROOT, filter="data")
+def main(archives: list[str]) -> None:
+    for archive in archives:
+        with tarfile.open(archive) as tar:
+            tar.extractall(ROOT, filter="data")
     session = ROOT / "runs" / "gpu"
     bench = sorted((session / "bench").iterdir())
     t1 = [p for p in bench if p.name.startswith("t1_")]
@@ -58,6 +64,7 @@ def main(archive: str) -> None:
 
     out_r = RESULTS / "robust_gpu"
     merge(robust, out_r)
+    merge([RESULTS / "table1_cpu"], out_r, rename={"segue": "segue_default"})
     for weights in sorted(session.glob("robust_s*")):
         shutil.copy2(weights, out_r / weights.name)
     logs = sorted((session / "logs").glob("*"))
@@ -76,4 +83,4 @@ def main(archive: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1:])

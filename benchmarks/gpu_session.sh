@@ -9,6 +9,7 @@
 #
 # Run from the repository root on the GPU machine (the device tool), with WebFace10 carried:
 #   bash benchmarks/gpu_session.sh            # GSEC, TOTAL and DEV override the budgets/device
+#   TOTAL=210 bash benchmarks/gpu_session.sh topup   # then: the cells the main run left, one process each
 # Results: runs/gpu/ (weights, per-process benchmark folders, logs), packed into $OUT/gpu_session.tgz.
 set -u
 T0=$(date +%s)
@@ -39,14 +40,32 @@ train_g() {  # train_g NAME SMOOTH
     --epochs 60 --max-seconds "$GSEC" --smooth "$2" --init shipped -o "runs/gpu/$1.safetensors" --device "$DEV"
 }
 
+T1=benchmarks/grids/table1_gpu.yaml
+R=benchmarks/grids/robust_gpu.yaml
+if [ "${1:-main}" = topup ]; then
+  # A second, shorter call (the budget's remainder): one process per cell still missing after the
+  # main run. Needs runs/gpu/robust_s4.safetensors from the main run (carried).
+  n=0
+  for cell in 'em_classwise|resnet50|none|0' 'em_classwise|mobilenet_v2|none|0' 'em_classwise|efficientnet_b1|none|0' \
+              'lsp|resnet18|none|2' 'segue|resnet18|none|2' 'segue|resnet18|mixup|0' 'segue|resnet18|cutmix|0'; do
+    n=$((n + 1)); bench "t1_topup$n" "$T1" "$cell"
+  done
+  for cell in 'segue_default|resnet18|jpeg_q75|0' 'segue_robust_lf4|resnet18|downscale_x0.25|0' \
+              'segue_robust_lf4|resnet18|grayscale|0' 'segue_robust_lf4|resnet18|jpeg_q75|0' 'segue_robust_lf4|resnet18|adv_4|0'; do
+    n=$((n + 1)); bench "r_topup$n" "$R" "$cell"
+  done
+  wait
+  tar czf "$OUT/gpu_session_topup.tgz" --exclude=out runs/gpu/bench runs/gpu/logs
+  for f in runs/gpu/logs/*.log; do echo "== $f"; tail -n 2 "$f"; done
+  exit 0
+fi
+
 # ---- phase A
 train_g robust_s1 1; G1=$!
 train_g robust_s2 2; G2=$!
 train_g robust_s4 4; G4=$!
 bg unsup_webface10 python3 benchmarks/unsupervised.py victims --device "$DEV" --seeds 0 1 --g-epochs 60 \
   --max-seconds "$GSEC" --datasets WebFace10 --name unsupervised_gpu
-T1=benchmarks/grids/table1_gpu.yaml
-R=benchmarks/grids/robust_gpu.yaml
 bench t1_main "$T1" 'clean|resnet18|none|1,random|resnet18|none|1,lsp|resnet18|none|1,segue|resnet18|none|1,clean|resnet18|none|2,random|resnet18|none|2,lsp|resnet18|none|2,segue|resnet18|none|2'
 bench t1_em "$T1" 'em_classwise|resnet18|none|1,em_classwise|resnet18|none|2,em_classwise|resnet18|adv_*|0,em_classwise|resnet50|none|0,em_classwise|mobilenet_v2|none|0,em_classwise|efficientnet_b1|none|0,em_classwise|vit_tiny|none|0,em_classwise|inception_v3|none|0'
 bench t1_archs "$T1" 'segue|resnet18|adv_2|0,segue|resnet50|none|0,segue|mobilenet_v2|none|0,segue|efficientnet_b1|none|0,segue|vit_tiny|none|0,segue|inception_v3|none|0,clean|resnet50|none|0,clean|mobilenet_v2|none|0,clean|efficientnet_b1|none|0,clean|vit_tiny|none|0,clean|inception_v3|none|0'

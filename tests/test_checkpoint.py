@@ -27,3 +27,23 @@ def test_shipped_generator_loads():
     assert prov["image_size"] == 112
     x = torch.rand(1, 3, 112, 112)
     assert g(x, torch.tensor([0])).abs().max() <= g.eps + 1e-7
+
+
+def test_shipped_generators_load_by_name():
+    """--weights default|robust: both ship in the package; robust is the low-frequency one (issue 6)."""
+    import pytest
+
+    from segue.checkpoint import SHIPPED, weights_path
+
+    default, _ = load_generator("default")
+    robust, prov = load_generator("robust")
+    assert weights_path("shipped") == weights_path(None) == weights_path("default")
+    assert set(SHIPPED) == {"default", "robust"} and robust.config.smooth > 1 and default.config.smooth == 1
+    assert robust.eps == default.eps == 8 / 255 and prov["train_config"]["distortion"]["jpeg_p"] > 0
+    x = torch.rand(2, 3, 112, 112)
+    d = robust(x, torch.tensor([0, 1]))
+    assert d.abs().max() <= robust.eps + 1e-7
+    with pytest.raises(KeyError, match="robust"):
+        from segue.checkpoint import default_weights_path
+
+        default_weights_path("nope")

@@ -62,3 +62,21 @@ def test_smooth_delta_survives_downscaling(hw):
         back = torch.nn.functional.interpolate(small, size=hw, mode="bilinear")
         kept[smooth] = ((back - d).norm() / d.norm()).item()  # relative energy lost
     assert kept[4] < kept[2] < 0.7 * kept[1], kept
+
+
+def test_luma_delta_survives_grayscale_exactly():
+    """luma=True: the same delta in every channel, so converting to grey keeps all of it."""
+    from segue.countermeasures import create_countermeasure
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 40, 40) * 0.8 + 0.1  # away from 0/1: no clipping
+    grey = create_countermeasure("grayscale")
+    for luma in (False, True):
+        g = Generator(GeneratorConfig(luma=luma)).eval()
+        with torch.no_grad():
+            d = g(x, torch.tensor([0, 1]))
+        kept = grey.apply(x + d) - grey.apply(x)
+        if luma:
+            assert torch.allclose(d[:, 0], d[:, 1]) and (kept - d).abs().max() <= 1.01 / 255  # 8-bit rounding
+        else:
+            assert (kept - d).abs().max() > 2 / 255

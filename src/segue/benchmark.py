@@ -409,7 +409,7 @@ def write_report(cfg: dict, out: Path) -> str:
         md.append("")
     other = [c for c in cms if c != "none"]
     if other:
-        for v in victims:
+        for v in [v for v in victims if any((m, v, c) in groups for m in method_order for c in other)]:
             md += [f"## Table IV shape: countermeasures against each protection (victim {v})", "",
                    "| countermeasure | " + " | ".join(method_order) + " |", "|---|" + "---|" * len(method_order)]
             for c in cms:

@@ -19,6 +19,11 @@ from safetensors.torch import load_file, save_file
 from segue.generator import Generator, GeneratorConfig
 
 DEFAULT_WEIGHTS = "webface10_112.safetensors"
+# Generators shipped inside the package, by the name ``--weights`` accepts instead of a path.
+SHIPPED = {
+    "default": DEFAULT_WEIGHTS,  # the paper's recipe (configs/webface10_112.yaml)
+    "robust": "webface10_112_robust.safetensors",  # survives re-encoding/resizing (benchmarks/results/robust_gpu)
+}
 
 
 def save_generator(generator: Generator, path: str | Path, provenance: dict[str, Any] | None = None) -> Path:
@@ -43,14 +48,25 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     return {"generator": json.loads(meta.get("generator", "{}")), "provenance": json.loads(meta.get("provenance", "{}"))}
 
 
-def default_weights_path() -> Path:
-    """The WebFace10 generator shipped inside the package."""
-    return Path(str(resources.files("segue") / "weights" / DEFAULT_WEIGHTS))
+def default_weights_path(name: str = "default") -> Path:
+    """A generator shipped inside the package (see ``SHIPPED``)."""
+    if name not in SHIPPED:
+        raise KeyError(f"no shipped generator {name!r}; shipped: {', '.join(SHIPPED)}")
+    return Path(str(resources.files("segue") / "weights" / SHIPPED[name]))
+
+
+def weights_path(weights: str | Path | None) -> Path:
+    """``None``/``"shipped"`` -> the default generator, a name in ``SHIPPED`` -> that one, else a path."""
+    if weights is None or str(weights) == "shipped":
+        return default_weights_path()
+    if str(weights) in SHIPPED:
+        return default_weights_path(str(weights))
+    return Path(weights)
 
 
 def load_generator(path: str | Path | None = None, device: str | torch.device = "cpu") -> tuple[Generator, dict[str, Any]]:
-    """Rebuild a generator from a ``.safetensors`` file (default: the shipped one), in eval mode."""
-    path = Path(path) if path is not None else default_weights_path()
+    """Rebuild a generator from a ``.safetensors`` file or a shipped name (default: the default one), in eval mode."""
+    path = weights_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"generator weights not found: {path}")
     meta = read_metadata(path)
@@ -67,4 +83,4 @@ def load_protector(path: str | Path | None = None, device: str | torch.device = 
         return generator, None
     from segue.pseudo_labels import PseudoLabels, centroids_path
 
-    return generator, PseudoLabels.load(centroids_path(Path(path) if path else default_weights_path()))
+    return generator, PseudoLabels.load(centroids_path(weights_path(path)))

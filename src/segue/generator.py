@@ -40,6 +40,7 @@ class GeneratorConfig:
     image_size: int | None = None  # the working resolution G was trained at (protect resizes to it)
     norm: str = "group"  # "group" (GroupNorm(1, C), batch-independent) or "batch"
     smooth: int = 1  # low-pass delta over smooth x smooth blocks (1 = off); see Generator.forward
+    luma: bool = False  # one delta for all channels (brightness only): survives grayscale and chroma subsampling
 
 
     def to_dict(self) -> dict:
@@ -125,6 +126,10 @@ class Generator(nn.Module):
             s = self.config.smooth
             low = F.avg_pool2d(out, s, ceil_mode=True)
             out = F.interpolate(low, size=out.shape[-2:], mode="bilinear", align_corners=False)
+        if self.config.luma:
+            # Our extension (issue 6): grayscale conversion weights sum to 1, so gray(x + d) = gray(x) + d
+            # for a delta d equal in every channel; JPEG keeps brightness at a finer scale than colour.
+            out = out.mean(1, keepdim=True).expand_as(out)
         return self.config.eps * torch.tanh(out[..., :h, :w])
 
     def protect(self, x: torch.Tensor, side_labels: torch.Tensor) -> torch.Tensor:

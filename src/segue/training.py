@@ -69,7 +69,7 @@ class TrainConfig:
     recalibrate_bn: bool = False  # recompute f's BatchNorm statistics after each surrogate pass (not in the paper)
     surrogate: str = "resnet18"
     seed: int = 0
-    init_generator: str | None = None  # start G from these weights ("shipped" = the default generator): fine-tuning
+    init_generator: str | None = None  # start G from these weights (a path or a shipped name): fine-tuning
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     distortion: DistortionConfig = field(default_factory=DistortionConfig)
 
@@ -89,7 +89,7 @@ def init_state(weights: str, config: GeneratorConfig) -> dict[str, torch.Tensor]
     they act after the last layer, so a robust or low-frequency variant can fine-tune the default)."""
     from segue.checkpoint import load_generator
 
-    start, _ = load_generator(None if weights == "shipped" else weights)
+    start, _ = load_generator(weights)
     for key in ("width", "code_bits", "res_blocks", "in_channels", "norm"):
         if getattr(start.config, key) != getattr(config, key):
             raise ValueError(f"init_generator {weights!r} has {key}={getattr(start.config, key)!r}, "
