@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+import yaml
 
 from conftest import make_photo_folder
 from segue import benchmark
@@ -100,3 +101,13 @@ def test_only_runs_cells_in_the_patterns_order(tmp_path):
     picked = benchmark.select(cells, ["random|*|mixup|*,clean|*", "random|*"])
     assert [c.id for c in picked] == ["random|resnet18|mixup|0", "clean|resnet18|none|0",
                                       "random|resnet18|none|0", "random|resnet18|gray|0"]
+
+
+def test_config_base_is_inherited_and_overridden(tmp_path):
+    """``base:`` reuses another grid; mappings are overridden key by key, the rest replaced."""
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(tiny_config(tmp_path / "out_a")))
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump({"base": "a.yaml", "output": str(tmp_path / "out_b"),
+                                                     "methods": {"random": {"name": "random", "eps_255": 4}}}))
+    a, b = benchmark.load_config(tmp_path / "a.yaml"), benchmark.load_config(tmp_path / "b.yaml")
+    assert b["methods"]["random"]["eps_255"] == 4 and b["methods"]["clean"] == a["methods"]["clean"]
+    assert b["grid"] == a["grid"] and b["output"].endswith("out_b") and "base" not in b

@@ -64,10 +64,17 @@ class Cell:
 # ---------------------------------------------------------------- config
 
 def load_config(path: str | Path) -> dict:
+    """A grid config; ``base: OTHER.yaml`` (relative to this file) starts from another grid, whose
+    sections this one overrides - key by key for the mappings (methods, countermeasures, ...)."""
     import yaml
 
     text = Path(path).read_text()
     cfg = yaml.safe_load(text) if str(path).endswith((".yaml", ".yml")) else json.loads(text)
+    if "base" in cfg:
+        base = load_config(Path(path).parent / cfg.pop("base"))
+        for key, value in cfg.items():
+            base[key] = {**base[key], **value} if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+        cfg = base
     for key in ("data", "methods", "grid"):
         if key not in cfg:
             raise ValueError(f"{path}: benchmark config needs a '{key}' section")

@@ -46,7 +46,8 @@ class Countermeasure:
     kind = "data"
 
     def params(self) -> dict[str, Any]:
-        return {}
+        """The settings shown by ``describe`` (and stored with every result): the instance's attributes."""
+        return dict(vars(self))
 
     def describe(self) -> str:
         p = self.params()
@@ -77,9 +78,6 @@ class JPEG(Countermeasure):
         if not 1 <= quality <= 100:
             raise ValueError(f"JPEG quality must be in 1..100, not {quality}")
         self.quality = int(quality)
-
-    def params(self) -> dict:
-        return {"quality": self.quality}
 
     def apply(self, images: torch.Tensor) -> torch.Tensor:
         out = []
@@ -116,9 +114,6 @@ class Downscale(Countermeasure):
             raise ValueError(f"downscale factor must be in (0,1), not {factor}")
         self.factor = float(factor)
 
-    def params(self) -> dict:
-        return {"factor": self.factor}
-
     def apply(self, images: torch.Tensor) -> torch.Tensor:
         h, w = images.shape[-2:]
         small = F.interpolate(images, size=(max(1, round(h * self.factor)), max(1, round(w * self.factor))),
@@ -136,9 +131,6 @@ class Blur(Countermeasure):
     def __init__(self, kernel: int = 5, sigma: float = 1.0):
         self.kernel, self.sigma = int(kernel), float(sigma)
 
-    def params(self) -> dict:
-        return {"kernel": self.kernel, "sigma": self.sigma}
-
     def apply(self, images: torch.Tensor) -> torch.Tensor:
         return to_8bit(kornia.filters.gaussian_blur2d(images, (self.kernel, self.kernel), (self.sigma, self.sigma)))
 
@@ -153,9 +145,6 @@ class BitDepth(Countermeasure):
         if not 1 <= bits <= 8:
             raise ValueError(f"bits must be in 1..8, not {bits}")
         self.bits = int(bits)
-
-    def params(self) -> dict:
-        return {"bits": self.bits}
 
     def apply(self, images: torch.Tensor) -> torch.Tensor:
         levels = 2**self.bits - 1
@@ -176,9 +165,6 @@ class Cutout(BatchTransform):
 
     def __init__(self, size: float = 0.5):
         self.size = float(size)
-
-    def params(self) -> dict:
-        return {"size": self.size}
 
     def __call__(self, model, x, y, gen):
         n, _, h, w = x.shape
@@ -207,9 +193,6 @@ class Mixup(BatchTransform):
     def __init__(self, alpha: float = 1.0):
         self.alpha = float(alpha)
 
-    def params(self) -> dict:
-        return {"alpha": self.alpha}
-
     def __call__(self, model, x, y, gen):
         lam = _beta(self.alpha, gen)
         perm = torch.randperm(len(x), generator=gen).to(x.device)
@@ -224,9 +207,6 @@ class CutMix(BatchTransform):
 
     def __init__(self, alpha: float = 1.0):
         self.alpha = float(alpha)
-
-    def params(self) -> dict:
-        return {"alpha": self.alpha}
 
     def __call__(self, model, x, y, gen):
         lam = _beta(self.alpha, gen)
