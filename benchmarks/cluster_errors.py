@@ -23,22 +23,14 @@ import sys
 
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
-from sklearn.metrics.cluster import contingency_matrix
 
 from _common import RESULTS, pct, summary, write_results
 from segue.checkpoint import load_generator
 from segue.protect import protect_images
+from segue.pseudo_labels import matched_to_identities
 from segue.runtime import resolve_device
 from segue.victim import VictimConfig, train_victim
 from unsupervised import webface10
-
-
-def matched_to_identities(true: np.ndarray, clusters: np.ndarray) -> np.ndarray:
-    """Each cluster renamed to the identity the Hungarian matching pairs it with."""
-    rows, cols = linear_sum_assignment(-contingency_matrix(true, clusters))
-    rename = dict(zip(np.unique(clusters)[cols], np.unique(true)[rows]))
-    return np.array([rename[c] for c in clusters])
 
 
 def main() -> None:

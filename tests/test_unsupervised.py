@@ -126,3 +126,12 @@ def test_supervised_train_on_flat_folder_says_what_to_do(tmp_path, capsys):
         (flat / p.name).write_bytes(p.read_bytes())
     assert main(["train", str(flat), "-o", str(tmp_path / "g.safetensors")]) == 2
     assert "--side-info pseudo" in capsys.readouterr().err
+
+
+def test_clusters_renamed_to_identities():
+    from segue.pseudo_labels import matched_to_identities
+
+    true = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2])
+    clusters = np.array([5, 5, 7, 7, 7, 7, 3, 3, 9])  # 4 clusters for 3 people: one is left unmatched
+    assert matched_to_identities(true, clusters).tolist() == [0, 0, 1, 1, 1, 1, 2, 2, -1]
+    assert cluster_accuracy(true, clusters) == pytest.approx(7 / 9)

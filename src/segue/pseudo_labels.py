@@ -27,11 +27,20 @@ from segue.extractors import FaceExtractor, create_extractor
 from segue.side_info import SideInfo
 
 
+def matched_to_identities(true: np.ndarray, clusters: np.ndarray) -> np.ndarray:
+    """Each cluster renamed to the class the best one-to-one matching (Hungarian) pairs it with.
+
+    A cluster left without a class (more clusters than classes) keeps the name -1.
+    """
+    true, clusters = np.asarray(true), np.asarray(clusters)
+    rows, cols = linear_sum_assignment(-contingency_matrix(true, clusters))
+    rename = dict(zip(np.unique(clusters)[cols], np.unique(true)[rows]))
+    return np.array([rename.get(c, -1) for c in clusters])
+
+
 def cluster_accuracy(true: np.ndarray, pred: np.ndarray) -> float:
     """Accuracy under the best one-to-one matching of clusters to classes (Hungarian)."""
-    table = contingency_matrix(true, pred)
-    rows, cols = linear_sum_assignment(-table)
-    return float(table[rows, cols].sum() / len(true))
+    return float((matched_to_identities(true, pred) == np.asarray(true)).mean())
 
 
 def score_clusters(true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
