@@ -3,15 +3,17 @@
     python benchmarks/unsupervised.py cluster            # CPU (dlib): clustering scores + pseudo-labels
     python benchmarks/unsupervised.py victims [--device auto] [--seeds 0]   # G on pseudo-labels, victims
 
-``cluster`` embeds (``--extractor``, default dlib with the CNN-detector fallback) WebFace10 (train_clean, test_clean) and ORL (8 train / 2 test per person)
-at 112 px, fits k-means on each training set (K = number of people: 10 and 40), scores the
+``cluster`` embeds WebFace10 (train_clean, test_clean) and ORL (8 train / 2 test per person)
+at 112 px with ``--extractor`` (default dlib, with the CNN-detector fallback; ``dlib-hog``
+without it), fits k-means on each training set (K = number of people: 10 and 40), scores the
 clusters against the true identities (Hungarian accuracy, NMI, ARI; test photos are assigned
 to the nearest training centroid) and writes benchmarks/results/unsupervised_clusters.json
-(or ``--clusters NAME``) with the pseudo-label of every training photo. ``victims`` trains a generator per dataset on
-those pseudo-labels (configs/webface10_112.yaml), protects the training photos with their
-pseudo-label codes, trains ResNet18 victims on clean and on protected photos and tests them
-on clean test photos (``--skip-clean``: protected victims only). Writes benchmarks/results/unsupervised.{json,md}. The two stages are
-split so the dlib stage can run on a CPU machine and the training on a lent GPU.
+(or ``--clusters NAME``) with the pseudo-label of every training photo. ``victims`` trains a
+generator per dataset on those pseudo-labels (configs/webface10_112.yaml), protects the
+training photos with their pseudo-label codes, trains ResNet18 victims on clean and on
+protected photos (``--skip-clean``: protected only) and tests them on clean test photos.
+Writes benchmarks/results/unsupervised.{json,md} (or ``--name``). The two stages are split
+so the dlib stage can run on a CPU machine and the training on a lent GPU.
 """
 
 from __future__ import annotations

@@ -100,5 +100,7 @@ class DlibResNet(FaceExtractor):
 class DlibResNetHOGOnly(DlibResNet):
     """``dlib`` without the CNN fallback: reproduces results clustered before the fallback existed."""
 
+    name = "dlib-hog"
+
     def __init__(self, upsample: int = 1):
         super().__init__(upsample, cnn_fallback=False)
