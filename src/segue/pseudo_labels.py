@@ -117,8 +117,10 @@ def fit_pseudo_labels(data: FaceSet, k: int | None, extractor: str = "dlib", see
     if not k:
         raise ValueError("pseudo-labels need the number of people: --k K")
     t0 = time.perf_counter()
-    embeddings = create_extractor(extractor).embed(data.images)
+    model = create_extractor(extractor)
+    embeddings = model.embed(data.images)
     pseudo = PseudoLabels.fit(embeddings, k, extractor, seed)
+    pseudo._extractor = model  # assigning more photos later reuses the loaded models
     labels = pseudo.assign_embeddings(embeddings)
     info: dict = {"k": k, "extractor": extractor, "embed_seconds": round(time.perf_counter() - t0, 1)}
     if data.classes:
