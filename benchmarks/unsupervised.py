@@ -13,7 +13,9 @@ generator per dataset on those pseudo-labels (configs/webface10_112.yaml), prote
 training photos with their pseudo-label codes, trains ResNet18 victims on clean and on
 protected photos (``--skip-clean``: protected only) and tests them on clean test photos.
 Writes benchmarks/results/unsupervised.{json,md} (or ``--name``). The two stages are split
-so the dlib stage can run on a CPU machine and the training on a lent GPU.
+so the dlib stage can run on a CPU machine and the training on a lent GPU. ``--save-generator DIR``
+keeps each generator (``DIR/<data>_pseudo.safetensors``); ``--generator DIR`` loads them instead of
+training, so victims can be rerun (other seeds, more epochs) on the same generator.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import torch
 import yaml
 
 from _common import RESULTS, compare_victims, pct, summary, write_results
+from segue.checkpoint import load_generator, save_generator
 from segue.data import FaceSet, load_image_folder, load_orl, webface10_root
 from segue.protect import protect_images
 from segue.runtime import resolve_device
@@ -73,7 +76,8 @@ def cluster_stage(extractor: str = "dlib", clusters: Path = CLUSTERS, only: list
 
 def victims_stage(device: torch.device, seeds: list[int], victim_epochs: int, config: str = "configs/webface10_112.yaml",
                   overrides: dict | None = None, only: list[str] | None = None, name: str = "unsupervised",
-                  clusters_file: Path = CLUSTERS, clean: bool = True) -> None:
+                  clusters_file: Path = CLUSTERS, clean: bool = True, save_dir: Path | None = None,
+                  load_dir: Path | None = None) -> None:
     clusters = json.loads(clusters_file.read_text())
     base = {**yaml.safe_load((ROOT / config).read_text()), **(overrides or {})}
     payload: dict = {"clusters": {n: {k: v for k, v in d.items() if k != "train_pseudo_labels"}
@@ -87,10 +91,24 @@ def victims_stage(device: torch.device, seeds: list[int], victim_epochs: int, co
     for data_name, (train, test) in datasets(only).items():
         info = clusters["datasets"][data_name]
         pseudo = torch.tensor(info["train_pseudo_labels"])
-        cfg = TrainConfig.from_dict(base)
-        t0 = time.perf_counter()
-        generator, _, history = train_generator(train, pseudo, info["k"], cfg, device)
-        train_s = time.perf_counter() - t0
+        weights = load_dir / f"{data_name}_pseudo.safetensors" if load_dir is not None else None
+        if weights is not None:  # a generator an earlier run saved: rerun victims without retraining
+            generator, prov = load_generator(weights, device)
+            if prov.get("clusters_file") != clusters_file.name:
+                raise SystemExit(f"{weights} was trained on {prov.get('clusters_file')}, "
+                                 f"not {clusters_file.name}")
+            history, train_s = prov["history"], prov["train_seconds"]
+            payload["train_config"] = prov["train_config"]
+            payload["generator_file"] = str(weights)
+        else:
+            cfg = TrainConfig.from_dict(base)
+            t0 = time.perf_counter()
+            generator, _, history = train_generator(train, pseudo, info["k"], cfg, device)
+            train_s = time.perf_counter() - t0
+        if save_dir is not None and weights is None:  # keep the generator: victims can be rerun on it without retraining
+            save_generator(generator, save_dir / f"{data_name}_pseudo.safetensors",
+                           {"clusters_file": clusters_file.name, "train_config": cfg.to_dict(), "history": history,
+                            "train_seconds": round(train_s, 1)})
         protected = protect_images(generator, train.images, pseudo)
         runs = compare_victims(train, protected, test, victim_epochs, seeds, device, clean=clean)
         c, p = summary(runs["clean"]) if clean else None, summary(runs["protected"])
@@ -101,7 +119,9 @@ def victims_stage(device: torch.device, seeds: list[int], victim_epochs: int, co
                   + (f"{pct(c['final_acc']['mean'])} / {pct(c['peak_acc']['mean'])} | " if c else "not rerun | ") +
                   f"{pct(p['final_acc']['mean'])} / {pct(p['peak_acc']['mean'])} | {pct(1 / info['k'])} |")
     dev = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
-    md += ["", f"Generator: {config} {overrides or ''} on pseudo-labels ({clusters_file.name}), trained on {dev}; "
+    trained = (f"loaded from {load_dir} (see generator_file, train_config)" if load_dir is not None
+               else f"{config} {overrides or ''} on pseudo-labels ({clusters_file.name}), trained on {dev}")
+    md += ["", f"Generator: {trained}; "
            f"victims on {dev}.", ""]
     write_results(name, payload, "\n".join(md))
 
@@ -120,6 +140,8 @@ def main() -> None:
     ap.add_argument("--extractor", default="dlib", help="cluster stage: face extractor (dlib-hog: without the CNN fallback)")
     ap.add_argument("--clusters", default=CLUSTERS.name, help="pseudo-label file under benchmarks/results/")
     ap.add_argument("--skip-clean", action="store_true", help="victims stage: protected victims only")
+    ap.add_argument("--save-generator", type=Path, metavar="DIR", help="victims stage: also write each generator here")
+    ap.add_argument("--generator", type=Path, metavar="DIR", help="victims stage: load the generators --save-generator wrote")
     args = ap.parse_args()
     clusters = RESULTS / args.clusters
     if args.stage == "cluster":
@@ -127,7 +149,7 @@ def main() -> None:
     else:
         overrides = {k: v for k, v in (("epochs", args.g_epochs), ("max_seconds", args.max_seconds)) if v is not None}
         victims_stage(resolve_device(args.device), args.seeds, args.epochs, args.config, overrides, args.datasets,
-                      args.name, clusters, clean=not args.skip_clean)
+                      args.name, clusters, clean=not args.skip_clean, save_dir=args.save_generator, load_dir=args.generator)
 
 
 if __name__ == "__main__":
