@@ -91,8 +91,8 @@ def victims_stage(device: torch.device, seeds: list[int], victim_epochs: int, co
     for data_name, (train, test) in datasets(only).items():
         info = clusters["datasets"][data_name]
         pseudo = torch.tensor(info["train_pseudo_labels"])
-        weights = load_dir / f"{data_name}_pseudo.safetensors" if load_dir is not None else None
-        if weights is not None:  # a generator an earlier run saved: rerun victims without retraining
+        if load_dir is not None:  # a generator an earlier run saved: rerun victims without retraining
+            weights = load_dir / f"{data_name}_pseudo.safetensors"
             generator, prov = load_generator(weights, device)
             if prov.get("clusters_file") != clusters_file.name:
                 raise SystemExit(f"{weights} was trained on {prov.get('clusters_file')}, "
@@ -105,10 +105,10 @@ def victims_stage(device: torch.device, seeds: list[int], victim_epochs: int, co
             t0 = time.perf_counter()
             generator, _, history = train_generator(train, pseudo, info["k"], cfg, device)
             train_s = time.perf_counter() - t0
-        if save_dir is not None and weights is None:  # keep the generator: victims can be rerun on it without retraining
-            save_generator(generator, save_dir / f"{data_name}_pseudo.safetensors",
-                           {"clusters_file": clusters_file.name, "train_config": cfg.to_dict(), "history": history,
-                            "train_seconds": round(train_s, 1)})
+            if save_dir is not None:  # keep it: victims can be rerun on it with --generator
+                save_generator(generator, save_dir / f"{data_name}_pseudo.safetensors",
+                               {"clusters_file": clusters_file.name, "train_config": cfg.to_dict(), "history": history,
+                                "train_seconds": round(train_s, 1)})
         protected = protect_images(generator, train.images, pseudo)
         runs = compare_victims(train, protected, test, victim_epochs, seeds, device, clean=clean)
         c, p = summary(runs["clean"]) if clean else None, summary(runs["protected"])
