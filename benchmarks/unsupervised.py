@@ -40,6 +40,11 @@ CLUSTERS = RESULTS / "unsupervised_clusters.json"
 SIZE = 112
 
 
+def generator_file(folder: Path, data_name: str) -> Path:
+    """Where ``--save-generator`` writes, and ``--generator`` reads, one dataset's generator."""
+    return folder / f"{data_name}_pseudo.safetensors"
+
+
 def webface10() -> tuple[FaceSet, FaceSet]:
     root = webface10_root()
     train = load_image_folder(root / "train_clean", SIZE)
@@ -92,7 +97,7 @@ def victims_stage(device: torch.device, seeds: list[int], victim_epochs: int, co
         info = clusters["datasets"][data_name]
         pseudo = torch.tensor(info["train_pseudo_labels"])
         if load_dir is not None:  # a generator an earlier run saved: rerun victims without retraining
-            weights = load_dir / f"{data_name}_pseudo.safetensors"
+            weights = generator_file(load_dir, data_name)
             generator, prov = load_generator(weights, device)
             if prov.get("clusters_file") != clusters_file.name:
                 raise SystemExit(f"{weights} was trained on {prov.get('clusters_file')}, "
@@ -106,7 +111,7 @@ def victims_stage(device: torch.device, seeds: list[int], victim_epochs: int, co
             generator, _, history = train_generator(train, pseudo, info["k"], cfg, device)
             train_s = time.perf_counter() - t0
             if save_dir is not None:  # keep it: victims can be rerun on it with --generator
-                save_generator(generator, save_dir / f"{data_name}_pseudo.safetensors",
+                save_generator(generator, generator_file(save_dir, data_name),
                                {"clusters_file": clusters_file.name, "train_config": cfg.to_dict(), "history": history,
                                 "train_seconds": round(train_s, 1)})
         protected = protect_images(generator, train.images, pseudo)

@@ -56,10 +56,11 @@ class PseudoLabels(SideInfo):
 
     name = "pseudo"
 
-    def __init__(self, centroids: np.ndarray, extractor: str = "dlib"):
+    def __init__(self, centroids: np.ndarray, extractor: str = "dlib", model: FaceExtractor | None = None):
+        """``model``: the extractor already loaded (loading dlib's models takes seconds), else loaded on first use."""
         self.centroids = np.asarray(centroids, dtype=np.float32)
         self.extractor_name = extractor
-        self._extractor: FaceExtractor | None = None
+        self._extractor = model
 
     @property
     def num_classes(self) -> int:
@@ -72,12 +73,13 @@ class PseudoLabels(SideInfo):
         return self._extractor
 
     @classmethod
-    def fit(cls, embeddings: np.ndarray, k: int, extractor: str = "dlib", seed: int = 0) -> "PseudoLabels":
+    def fit(cls, embeddings: np.ndarray, k: int, extractor: str = "dlib", seed: int = 0,
+            model: FaceExtractor | None = None) -> "PseudoLabels":
         """k-means on the embeddings of the training photos; 20 restarts (10 sometimes found a worse minimum)."""
         if k < 1 or k > len(embeddings):
             raise ValueError(f"k must lie in [1, {len(embeddings)}] for {len(embeddings)} photos; got {k}")
         km = KMeans(n_clusters=k, n_init=20, random_state=seed).fit(embeddings)
-        return cls(km.cluster_centers_, extractor)
+        return cls(km.cluster_centers_, extractor, model)
 
     def assign_embeddings(self, embeddings: np.ndarray) -> torch.Tensor:
         dist = ((embeddings[:, None, :] - self.centroids[None]) ** 2).sum(-1)
@@ -119,8 +121,7 @@ def fit_pseudo_labels(data: FaceSet, k: int | None, extractor: str = "dlib", see
     t0 = time.perf_counter()
     model = create_extractor(extractor)
     embeddings = model.embed(data.images)
-    pseudo = PseudoLabels.fit(embeddings, k, extractor, seed)
-    pseudo._extractor = model  # assigning more photos later reuses the loaded models
+    pseudo = PseudoLabels.fit(embeddings, k, extractor, seed, model)  # later photos reuse the loaded model
     labels = pseudo.assign_embeddings(embeddings)
     info: dict = {"k": k, "extractor": extractor, "embed_seconds": round(time.perf_counter() - t0, 1)}
     if data.classes:
