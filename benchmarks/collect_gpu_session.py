@@ -65,7 +65,7 @@ def main(archives: list[str]) -> None:
     out_r = RESULTS / "robust_gpu"
     merge(robust, out_r)
     merge([RESULTS / "table1_cpu"], out_r, rename={"segue": "segue_default"})
-    for weights in sorted(session.glob("robust_s*")):
+    for weights in sorted(session.glob("robust_*")):
         shutil.copy2(weights, out_r / weights.name)
     logs = sorted((session / "logs").glob("*"))
     (out_r / "device_log.txt").write_text("".join(f"==== {p.name}\n{p.read_text(errors='replace')}\n" for p in logs))

@@ -11,33 +11,9 @@
 #   bash benchmarks/gpu_session.sh            # GSEC, TOTAL and DEV override the budgets/device
 #   TOTAL=210 bash benchmarks/gpu_session.sh topup   # then: the cells the main run left, one process each
 # Results: runs/gpu/ (weights, per-process benchmark folders, logs), packed into $OUT/gpu_session.tgz.
-set -u
-T0=$(date +%s)
-GSEC=${GSEC:-200}     # generator time budget (s)
-TOTAL=${TOTAL:-545}   # hard stop for every process (s after start)
-DEV=${DEV:-cuda}
-OUT=${OUT:-runs/gpu/out}
-STAMP() { date -u -d "@$((T0 + $1))" +%Y-%m-%dT%H:%M:%S; }
-LATE=$(STAMP $((TOTAL - 70)))   # no new victim cell after this
-mkdir -p runs/gpu/logs "$OUT"
-if [ -d .whl ]; then python3 -m pip install -q --no-deps --no-index --target /tmp/site .whl/*.whl >/dev/null 2>&1; fi
-export PYTHONPATH=/tmp/site:src${PYTHONPATH:+:$PYTHONPATH}
-export SEGUE_WEBFACE10=${SEGUE_WEBFACE10:-.devdata/shared/WebFace10}
-export OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null | tee runs/gpu/logs/gpu.txt
-python3 -c "import torch, kornia; print('torch', torch.__version__, 'kornia', kornia.__version__, 'cuda', torch.cuda.is_available())"
-
-left() { echo $((TOTAL - ($(date +%s) - T0))); }
-bg() {  # bg NAME CMD...: run under the hard stop, log to runs/gpu/logs/NAME.log
-  local name=$1; shift
-  timeout -k 5 "$(left)" "$@" >"runs/gpu/logs/$name.log" 2>&1 &
-}
-bench() {  # bench NAME GRID PATTERNS
-  bg "$1" python3 -m segue.cli benchmark "$2" -o "runs/gpu/bench/$1" --device "$DEV" --deadline "$LATE" --only "$3"
-}
-train_g() {  # train_g NAME SMOOTH
-  bg "g_$1" python3 -m segue.cli train "$SEGUE_WEBFACE10/train_clean" --config configs/robust_112.yaml \
-    --epochs 60 --max-seconds "$GSEC" --smooth "$2" --init shipped -o "runs/gpu/$1.safetensors" --device "$DEV"
+source "$(dirname "$0")/gpu_lib.sh"
+train_g_smooth() {  # train_g_smooth NAME SMOOTH: fine-tuned from the shipped generator
+  train_g "$1" --epochs 60 --smooth "$2" --init shipped
 }
 
 T1=benchmarks/grids/table1_gpu.yaml
@@ -55,15 +31,14 @@ if [ "${1:-main}" = topup ]; then
     n=$((n + 1)); bench "r_topup$n" "$R" "$cell"
   done
   wait
-  tar czf "$OUT/gpu_session_topup.tgz" --exclude=out runs/gpu/bench runs/gpu/logs
-  for f in runs/gpu/logs/*.log; do echo "== $f"; tail -n 2 "$f"; done
+  finish gpu_session_topup.tgz
   exit 0
 fi
 
 # ---- phase A
-train_g robust_s1 1; G1=$!
-train_g robust_s2 2; G2=$!
-train_g robust_s4 4; G4=$!
+train_g_smooth robust_s1 1; G1=$!
+train_g_smooth robust_s2 2; G2=$!
+train_g_smooth robust_s4 4; G4=$!
 bg unsup_webface10 python3 benchmarks/unsupervised.py victims --device "$DEV" --seeds 0 1 --g-epochs 60 \
   --max-seconds "$GSEC" --datasets WebFace10 --name unsupervised_gpu
 bench t1_main "$T1" 'clean|resnet18|none|1,random|resnet18|none|1,lsp|resnet18|none|1,segue|resnet18|none|1,clean|resnet18|none|2,random|resnet18|none|2,lsp|resnet18|none|2,segue|resnet18|none|2'
@@ -85,7 +60,5 @@ robust_rows $G2 segue_robust_lf2 runs/gpu/robust_s2.safetensors adv
 robust_rows $G4 segue_robust_lf4 runs/gpu/robust_s4.safetensors no
 echo "phase B started at $(( $(date +%s) - T0 )) s"
 wait
-echo "all done at $(( $(date +%s) - T0 )) s"
 cp -f benchmarks/results/unsupervised_gpu.* runs/gpu/ 2>/dev/null
-tar czf "$OUT/gpu_session.tgz" --exclude=out runs/gpu
-for f in runs/gpu/logs/*.log; do echo "== $f"; tail -n 3 "$f"; done
+finish gpu_session.tgz

@@ -80,3 +80,34 @@ def test_luma_delta_survives_grayscale_exactly():
             assert torch.allclose(d[:, 0], d[:, 1]) and (kept - d).abs().max() <= 1.01 / 255  # 8-bit rounding
         else:
             assert (kept - d).abs().max() > 2 / 255
+
+
+def _lost_by_downscaling(d: torch.Tensor) -> float:
+    """Relative energy of ``d`` that a 2x down/up-scale removes."""
+    small = torch.nn.functional.interpolate(d, scale_factor=0.5, mode="bilinear", antialias=True)
+    back = torch.nn.functional.interpolate(small, size=d.shape[-2:], mode="bilinear")
+    return ((back - d).norm() / d.norm()).item()
+
+
+def test_two_band_delta_is_a_fine_plus_a_coarse_part():
+    """low_band: the decoder gives one set of channels per band; the coarse band alone survives
+    downscaling like a smooth generator (and is brightness-only with low_band_luma)."""
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 32, 32)
+    labels = torch.tensor([0, 1])
+    g = Generator(GeneratorConfig(width=16, low_band=4, low_band_luma=True)).eval()
+    last = g.decoder[-1]
+    assert last.out_channels == 6
+    w, b = last.weight.detach().clone(), last.bias.detach().clone()
+    parts = {}
+    with torch.no_grad():
+        both = g(x, labels)
+        for name, off in (("coarse", slice(0, 3)), ("fine", slice(3, 6))):
+            last.weight.copy_(w), last.bias.copy_(b)
+            last.weight[off], last.bias[off] = 0, 0
+            parts[name] = g(x, labels)
+    assert both.shape == x.shape and both.abs().max() <= g.eps + 1e-7
+    assert not torch.allclose(parts["coarse"], both) and not torch.allclose(parts["fine"], both)
+    assert torch.allclose(parts["coarse"][:, 0], parts["coarse"][:, 2])  # luma: one value for all channels
+    assert not torch.allclose(parts["fine"][:, 0], parts["fine"][:, 2])
+    assert _lost_by_downscaling(parts["coarse"]) < 0.5 * _lost_by_downscaling(parts["fine"])

@@ -121,3 +121,28 @@ def test_init_generator_fine_tunes_given_weights(tiny_data, tmp_path):
     with pytest.raises(ValueError, match="width"):
         train_generator(tiny_data, tiny_data.labels, 4, tiny_train_config(
             epochs=1, init_generator=str(path), generator=GeneratorConfig(width=32)), CPU)
+
+
+@pytest.mark.parametrize("start_smooth, band", [(1, slice(0, 3)), (4, slice(3, 6))])
+def test_single_band_weights_start_a_two_band_generator(tmp_path, start_smooth, band):
+    """--init into a two-band G: the plain or low-passed generator fills the band with its own
+    low-pass, the other band starts at zero, so the first delta is exactly the old one."""
+    from segue.checkpoint import save_generator
+    from segue.generator import Generator, GeneratorConfig
+    from segue.training import init_state
+
+    torch.manual_seed(5)
+    start = Generator(GeneratorConfig(width=16, smooth=start_smooth))
+    with torch.no_grad():
+        start.decoder[-1].bias.normal_()
+    path = save_generator(start, tmp_path / "start.safetensors")
+    config = GeneratorConfig(width=16, smooth=1, low_band=4)
+    two = Generator(config)
+    two.load_state_dict(init_state(str(path), config))
+    other = slice(3, 6) if band.start == 0 else slice(0, 3)
+    assert two.decoder[-1].weight[other].abs().sum() == 0 and two.decoder[-1].bias[other].abs().sum() == 0
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(two(x, torch.tensor([0, 1])), start(x, torch.tensor([0, 1])), atol=1e-6)
+    with pytest.raises(ValueError, match="neither band"):
+        init_state(str(path), GeneratorConfig(width=16, smooth=2, low_band=8))

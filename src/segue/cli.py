@@ -54,6 +54,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         raw.setdefault("generator", {})["eps"] = args.eps / 255
     if args.smooth is not None:
         raw.setdefault("generator", {})["smooth"] = args.smooth
+    if args.low_band is not None:
+        raw.setdefault("generator", {})["low_band"] = args.low_band
+    if args.low_band_luma:
+        raw.setdefault("generator", {})["low_band_luma"] = True
     if args.max_seconds is not None:
         raw["max_seconds"] = args.max_seconds
     if args.init is not None:
@@ -194,6 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--surrogate-steps", dest="surrogate_steps", type=int)
     t.add_argument("--eps", type=float, help="L-inf budget in /255 units (default 8)")
     t.add_argument("--smooth", type=int, help="low-frequency delta: block size of its low-pass (default 1 = off)")
+    t.add_argument("--low-band", dest="low_band", type=int,
+                   help="two-band delta: add a part low-passed over N x N blocks (0 = off)")
+    t.add_argument("--low-band-luma", dest="low_band_luma", action="store_true",
+                   help="make that low-passed part brightness-only")
     t.add_argument("--max-seconds", dest="max_seconds", type=float, help="time budget: stop after the epoch that crosses it")
     t.add_argument("--init", help="fine-tune: start from these generator weights (a path, or a shipped name: default, robust)")
     t.add_argument("--seed", type=int)

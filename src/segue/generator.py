@@ -41,7 +41,13 @@ class GeneratorConfig:
     norm: str = "group"  # "group" (GroupNorm(1, C), batch-independent) or "batch"
     smooth: int = 1  # low-pass delta over smooth x smooth blocks (1 = off); see Generator.forward
     luma: bool = False  # one delta for all channels (brightness only): survives grayscale and chroma subsampling
+    low_band: int = 0  # two-band delta: add a second part low-passed over low_band x low_band blocks (0 = off)
+    low_band_luma: bool = False  # that second part as brightness only (see luma)
 
+    @property
+    def out_channels(self) -> int:
+        """The decoder's outputs: one set of C channels per band."""
+        return self.in_channels * (2 if self.low_band else 1)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -81,6 +87,22 @@ class ResBlock(nn.Module):
         return x + self.body(x)
 
 
+def _band(out: torch.Tensor, smooth: int, luma: bool) -> torch.Tensor:
+    """One band of delta before tanh: low-passed over ``smooth`` blocks and/or made brightness-only.
+
+    Our extensions (issue 6). ``smooth`` keeps only frequencies below 1/smooth of Nyquist, so that
+    delta survives downscaling by up to that factor (box average, then bilinear back up). ``luma``:
+    grayscale weights sum to 1, so gray(x + d) = gray(x) + d for a d equal in every channel, and
+    JPEG keeps brightness at a finer scale than colour.
+    """
+    if smooth > 1:
+        low = F.avg_pool2d(out, smooth, ceil_mode=True)
+        out = F.interpolate(low, size=out.shape[-2:], mode="bilinear", align_corners=False)
+    if luma:
+        out = out.mean(1, keepdim=True).expand_as(out)
+    return out
+
+
 class Generator(nn.Module):
     """Side-information guided perturbation generator (~100k parameters at width 32)."""
 
@@ -102,7 +124,7 @@ class Generator(nn.Module):
             nn.ConvTranspose2d(w // 2, w // 4, 3, stride=2, padding=1, output_padding=1),
             _norm(n, w // 4),
             nn.ReLU(inplace=True),
-            nn.Conv2d(w // 4, c, 7, padding=3, padding_mode="reflect"),
+            nn.Conv2d(w // 4, self.config.out_channels, 7, padding=3, padding_mode="reflect"),
         )
 
     @property
@@ -120,17 +142,15 @@ class Generator(nn.Module):
         code_map = code[:, :, None, None].expand(-1, -1, *feat.shape[-2:])
         feat = self.fuse(torch.cat([feat, code_map], dim=1))
         out = self.decoder(self.blocks(feat))
-        if self.config.smooth > 1:
-            # Our extension (issue 6): keep only frequencies below 1/smooth of Nyquist, so that
-            # delta survives downscaling by up to that factor (box average, then bilinear back up).
-            s = self.config.smooth
-            low = F.avg_pool2d(out, s, ceil_mode=True)
-            out = F.interpolate(low, size=out.shape[-2:], mode="bilinear", align_corners=False)
-        if self.config.luma:
-            # Our extension (issue 6): grayscale conversion weights sum to 1, so gray(x + d) = gray(x) + d
-            # for a delta d equal in every channel; JPEG keeps brightness at a finer scale than colour.
-            out = out.mean(1, keepdim=True).expand_as(out)
-        return self.config.eps * torch.tanh(out[..., :h, :w])
+        c = self.config.in_channels
+        delta = _band(out[:, :c], self.config.smooth, self.config.luma)
+        if self.config.low_band:
+            # Our extension (issue 6): two bands summed before tanh. Each countermeasure removes a
+            # different part of delta (downscale/blur/JPEG-10 the fine pixels, grayscale the colour),
+            # so G gets a fine part and a coarse part and learns, through the distortion layer,
+            # how to share the one L-inf budget between them.
+            delta = delta + _band(out[:, c:], self.config.low_band, self.config.low_band_luma)
+        return self.config.eps * torch.tanh(delta[..., :h, :w])
 
     def protect(self, x: torch.Tensor, side_labels: torch.Tensor) -> torch.Tensor:
         """Protected image ``clip(x + G(x), 0, 1)``."""

@@ -86,7 +86,12 @@ class TrainConfig:
 
 def init_state(weights: str, config: GeneratorConfig) -> dict[str, torch.Tensor]:
     """Weights to start G from; they must fit ``config``'s layers (eps and smooth may differ:
-    they act after the last layer, so a robust or low-frequency variant can fine-tune the default)."""
+    they act after the last layer, so a robust or low-frequency variant can fine-tune the default).
+
+    A single-band generator can start a two-band one (``low_band``): its output channels go to
+    the band with its own low-pass, the other band starts at zero, so training begins from
+    exactly the delta of the generator it starts from.
+    """
     from segue.checkpoint import load_generator
 
     start, _ = load_generator(weights)
@@ -94,7 +99,26 @@ def init_state(weights: str, config: GeneratorConfig) -> dict[str, torch.Tensor]
         if getattr(start.config, key) != getattr(config, key):
             raise ValueError(f"init_generator {weights!r} has {key}={getattr(start.config, key)!r}, "
                              f"the config {getattr(config, key)!r}")
-    return start.state_dict()
+    state = start.state_dict()
+    if start.config.low_band == config.low_band:
+        return state
+    if start.config.low_band:
+        raise ValueError(f"init_generator {weights!r} is two-band; the config is single-band")
+    c = config.in_channels
+    if (start.config.smooth, start.config.luma) == (config.smooth, config.luma):
+        band = slice(0, c)
+    elif (start.config.smooth, start.config.luma) == (config.low_band, config.low_band_luma):
+        band = slice(c, 2 * c)
+    else:
+        raise ValueError(f"init_generator {weights!r} (smooth {start.config.smooth}) matches neither band of "
+                         f"the config (smooth {config.smooth}, low_band {config.low_band})")
+    target = Generator(config).state_dict()
+    for key, value in state.items():
+        if value.shape != target[key].shape:  # the last conv: one set of C outputs per band
+            widened = torch.zeros_like(target[key])
+            widened[band] = value
+            state[key] = widened
+    return state
 
 
 class SegueTrainer:
