@@ -68,7 +68,9 @@ def main(archives: list[str]) -> None:
     for weights in sorted(session.glob("robust_*")):
         shutil.copy2(weights, out_r / weights.name)
     logs = sorted((session / "logs").glob("*"))
-    (out_r / "device_log.txt").write_text("".join(f"==== {p.name}\n{p.read_text(errors='replace')}\n" for p in logs))
+    stem = Path(archives[0]).name.split(".")[0] if archives else "gpu_session"
+    log_name = "device_log.txt" if stem == "gpu_session" else f"device_log_{stem.removeprefix('gpu_session_')}.txt"
+    (out_r / log_name).write_text("".join(f"==== {p.name}\n{p.read_text(errors='replace')}\n" for p in logs))
     write_report(load_config(GRIDS / "robust_gpu.yaml"), out_r)
 
     out_t = RESULTS / "table1_gpu"

@@ -9,11 +9,25 @@
 #                  brightness-only coarse band); beside them, robust_s1's missing rows.
 #   phase B:       each two-band generator's ten rows as soon as it exists (4 processes each).
 #
+#   long (a second call on the same warm machine): 2band_s4 trained on for another GSEC s, and
+#                  the six rows that decide between it and 2band_s4.
+#
 # Run from the repository root on the GPU machine, with .whl and WebFace10 carried:
 #   TOTAL=530 GSEC=210 bash benchmarks/gpu_session_two_band.sh
-# Then here: python benchmarks/collect_gpu_session.py PATH/gpu_session_two_band.tgz
+#   TOTAL=290 GSEC=130 bash benchmarks/gpu_session_two_band.sh long
+# Then here: python benchmarks/collect_gpu_session.py PATH/gpu_session_two_band.tgz PATH/gpu_session_two_band_long.tgz
 source "$(dirname "$0")/gpu_lib.sh"
 R=benchmarks/grids/robust_gpu.yaml
+if [ "${1:-main}" = long ]; then
+  M=segue_2band_s4_long
+  train_g robust_2band_s4_long --low-band 4 --init runs/gpu/robust_2band_s4.safetensors; wait $!
+  for c in none grayscale_jpeg_q30 jpeg_q10 jpeg_q75 downscale_x0.25 adv_4; do bench "l_$c" "$R" "$M|resnet18|$c|0"; done
+  wait
+  tar czf "$OUT/gpu_session_two_band_long.tgz" runs/gpu/robust_2band_s4_long* runs/gpu/bench/l_* \
+    runs/gpu/logs/g_robust_2band_s4_long.log runs/gpu/logs/l_*
+  for f in runs/gpu/logs/l_*.log; do tail -n 1 "$f"; done
+  exit 0
+fi
 cp benchmarks/results/robust_gpu/robust_s1.* benchmarks/results/robust_gpu/robust_s4.* runs/gpu/
 
 # ---- phase A
