@@ -30,7 +30,7 @@ def test_shipped_generator_loads():
 
 
 def test_shipped_generators_load_by_name():
-    """--weights default|robust: both ship in the package; robust is the low-frequency one (issue 6)."""
+    """--weights default|robust: both ship in the package; robust is the two-band one (issue 6)."""
     import pytest
 
     from segue.checkpoint import SHIPPED, weights_path
@@ -38,7 +38,7 @@ def test_shipped_generators_load_by_name():
     default, _ = load_generator("default")
     robust, prov = load_generator("robust")
     assert weights_path("shipped") == weights_path(None) == weights_path("default")
-    assert set(SHIPPED) == {"default", "robust"} and robust.config.smooth > 1 and default.config.smooth == 1
+    assert set(SHIPPED) == {"default", "robust"} and robust.config.low_band > 1 and default.config.low_band == 0
     assert robust.eps == default.eps == 8 / 255 and prov["train_config"]["distortion"]["jpeg_p"] > 0
     x = torch.rand(2, 3, 112, 112)
     d = robust(x, torch.tensor([0, 1]))
