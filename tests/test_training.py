@@ -146,3 +146,6 @@ def test_single_band_weights_start_a_two_band_generator(tmp_path, start_smooth, 
         assert torch.allclose(two(x, torch.tensor([0, 1])), start(x, torch.tensor([0, 1])), atol=1e-6)
     with pytest.raises(ValueError, match="neither band"):
         init_state(str(path), GeneratorConfig(width=16, smooth=2, low_band=8))
+    two_path = save_generator(two, tmp_path / "two.safetensors")
+    with pytest.raises(ValueError, match="low_band"):
+        init_state(str(two_path), GeneratorConfig(width=16))

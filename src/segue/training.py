@@ -103,7 +103,8 @@ def init_state(weights: str, config: GeneratorConfig) -> dict[str, torch.Tensor]
     if start.config.low_band == config.low_band:
         return state
     if start.config.low_band:
-        raise ValueError(f"init_generator {weights!r} is two-band; the config is single-band")
+        raise ValueError(f"init_generator {weights!r} has low_band={start.config.low_band}, "
+                         f"the config {config.low_band}")
     c = config.in_channels
     if (start.config.smooth, start.config.luma) == (config.smooth, config.luma):
         band = slice(0, c)
