@@ -47,6 +47,13 @@ def test_parameter_count_is_small():
     assert 50_000 < sum(p.numel() for p in Generator().parameters()) < 200_000
 
 
+def _lost_by_downscaling(d: torch.Tensor) -> float:
+    """Relative energy of ``d`` that a 2x down/up-scale removes."""
+    small = torch.nn.functional.interpolate(d, scale_factor=0.5, mode="bilinear", antialias=True)
+    back = torch.nn.functional.interpolate(small, size=d.shape[-2:], mode="bilinear")
+    return ((back - d).norm() / d.norm()).item()
+
+
 @pytest.mark.parametrize("hw", [(64, 64), (50, 70)])
 def test_smooth_delta_survives_downscaling(hw):
     """smooth=s keeps delta below 1/s of Nyquist: a 2x down/up-scale keeps most of it, unlike the default."""
@@ -58,9 +65,7 @@ def test_smooth_delta_survives_downscaling(hw):
         with torch.no_grad():
             d = g(x, torch.tensor([0, 1]))
         assert d.shape == x.shape and d.abs().max() <= g.eps + 1e-7
-        small = torch.nn.functional.interpolate(d, scale_factor=0.5, mode="bilinear", antialias=True)
-        back = torch.nn.functional.interpolate(small, size=hw, mode="bilinear")
-        kept[smooth] = ((back - d).norm() / d.norm()).item()  # relative energy lost
+        kept[smooth] = _lost_by_downscaling(d)
     assert kept[4] < kept[2] < 0.7 * kept[1], kept
 
 
@@ -80,13 +85,6 @@ def test_luma_delta_survives_grayscale_exactly():
             assert torch.allclose(d[:, 0], d[:, 1]) and (kept - d).abs().max() <= 1.01 / 255  # 8-bit rounding
         else:
             assert (kept - d).abs().max() > 2 / 255
-
-
-def _lost_by_downscaling(d: torch.Tensor) -> float:
-    """Relative energy of ``d`` that a 2x down/up-scale removes."""
-    small = torch.nn.functional.interpolate(d, scale_factor=0.5, mode="bilinear", antialias=True)
-    back = torch.nn.functional.interpolate(small, size=d.shape[-2:], mode="bilinear")
-    return ((back - d).norm() / d.norm()).item()
 
 
 def test_two_band_delta_is_a_fine_plus_a_coarse_part():
