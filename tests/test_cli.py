@@ -27,6 +27,22 @@ def test_train_protect_evaluate_end_to_end(tmp_path, capsys):
     assert len(r["history"]) == 1 and 0 <= r["peak_acc"] <= 1 and r["victim"]["model"] == "resnet18"
 
 
+def test_train_flags_shape_the_generator(tmp_path):
+    """--smooth/--low-band/--low-band-luma/--low-band-blocks reach the saved generator's config;
+    a store_true flag left out keeps the config file's value."""
+    from segue.checkpoint import load_generator
+
+    data = make_photo_folder(tmp_path / "train", identities=2, per_identity=2, size=(32, 32))
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("image_size: 32\nbatch_size: 4\ngenerator: {width: 16, low_band_luma: true}\n"
+                   "distortion: {pgd_steps: 0}\n")
+    weights = tmp_path / "g.safetensors"
+    assert main(["train", str(data), "-o", str(weights), "--config", str(cfg), "--epochs", "1", "--device", "cpu",
+                 "--smooth", "2", "--low-band", "8", "--low-band-blocks"]) == 0
+    g, _ = load_generator(weights)
+    assert (g.config.smooth, g.config.low_band, g.config.low_band_luma, g.config.low_band_blocks) == (2, 8, True, True)
+
+
 def test_missing_input_is_a_one_line_error(tmp_path, capsys):
     assert main(["protect", str(tmp_path / "nope"), "-o", str(tmp_path / "out"), "-q"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -149,3 +149,43 @@ def test_single_band_weights_start_a_two_band_generator(tmp_path, start_smooth, 
     two_path = save_generator(two, tmp_path / "two.safetensors")
     with pytest.raises(ValueError, match="low_band"):
         init_state(str(two_path), GeneratorConfig(width=16))
+
+
+def test_two_band_weights_start_another_two_band_generator(tmp_path):
+    """--init between two-band generators whose coarse bands differ (size, luma, blocks): the
+    layers are the same, so the weights carry over and the fine band's delta is unchanged."""
+    from segue.checkpoint import save_generator
+    from segue.generator import Generator, GeneratorConfig
+    from segue.training import init_state
+
+    torch.manual_seed(6)
+    start = Generator(GeneratorConfig(width=16, low_band=4))
+    with torch.no_grad():
+        start.decoder[-1].weight[3:], start.decoder[-1].bias[3:] = 0, 0  # coarse band silent
+    path = save_generator(start, tmp_path / "two4.safetensors")
+    config = GeneratorConfig(width=16, low_band=8, low_band_luma=True, low_band_blocks=True)
+    blocks = Generator(config)
+    blocks.load_state_dict(init_state(str(path), config))
+    x, labels = torch.rand(2, 3, 32, 32), torch.tensor([0, 1])
+    with torch.no_grad():
+        assert torch.allclose(blocks(x, labels), start(x, labels), atol=1e-6)
+        blocks.decoder[-1].bias[3:] = 1.0  # and the coarse band is live in the new generator
+        assert not torch.allclose(blocks(x, labels), start(x, labels), atol=1e-4)
+
+
+@pytest.mark.parametrize("distort", [False, True])
+def test_surrogate_distortion_shows_f_the_distorted_images(distort):
+    """surrogate_distortion: f's training images go through the distortion layer (here: always
+    grey, so f sees equal channels); off (the paper), f sees the colour protected images."""
+    from segue.training import SegueTrainer
+
+    cfg = TrainConfig(image_size=32, surrogate="resnet18", surrogate_distortion=distort,
+                      distortion=DistortionConfig(pgd_steps=0, blur_kernel=0, sharpness=1.0, hflip_p=0, vflip_p=0,
+                                                  grey_p=1.0))
+    trainer = SegueTrainer(cfg, num_classes=3, device=torch.device("cpu"))
+    seen = []
+    trainer.surrogate.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach()))
+    torch.manual_seed(0)
+    trainer.surrogate_step(torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 0]))
+    grey = torch.allclose(seen[0][:, 0], seen[0][:, 1], atol=1e-6) and torch.allclose(seen[0][:, 1], seen[0][:, 2], atol=1e-6)
+    assert grey == distort

@@ -52,12 +52,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             raw[key] = getattr(args, key)
     if args.eps is not None:
         raw.setdefault("generator", {})["eps"] = args.eps / 255
-    if args.smooth is not None:
-        raw.setdefault("generator", {})["smooth"] = args.smooth
-    if args.low_band is not None:
-        raw.setdefault("generator", {})["low_band"] = args.low_band
-    if args.low_band_luma:
-        raw.setdefault("generator", {})["low_band_luma"] = True
+    shape = {"smooth": args.smooth, "low_band": args.low_band,  # store_true flags: only when given
+             "low_band_luma": args.low_band_luma or None, "low_band_blocks": args.low_band_blocks or None}
+    raw.setdefault("generator", {}).update({k: v for k, v in shape.items() if v is not None})
     if args.max_seconds is not None:
         raw["max_seconds"] = args.max_seconds
     if args.init is not None:
@@ -202,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="two-band delta: add a part low-passed over N x N blocks (0 = off)")
     t.add_argument("--low-band-luma", dest="low_band_luma", action="store_true",
                    help="make that low-passed part brightness-only")
+    t.add_argument("--low-band-blocks", dest="low_band_blocks", action="store_true",
+                   help="make that part constant over grid-aligned N x N blocks (8: JPEG's blocks)")
     t.add_argument("--max-seconds", dest="max_seconds", type=float, help="time budget: stop after the epoch that crosses it")
     t.add_argument("--init", help="fine-tune: start from these generator weights (a path, or a shipped name: default, robust)")
     t.add_argument("--seed", type=int)

@@ -43,6 +43,7 @@ class GeneratorConfig:
     luma: bool = False  # one delta for all channels (brightness only): survives grayscale and chroma subsampling
     low_band: int = 0  # two-band delta: add a second part low-passed over low_band x low_band blocks (0 = off)
     low_band_luma: bool = False  # that second part as brightness only (see luma)
+    low_band_blocks: bool = False  # that second part constant over grid-aligned blocks (JPEG's 8x8 grid), see _band
 
     @property
     def out_channels(self) -> int:
@@ -87,17 +88,24 @@ class ResBlock(nn.Module):
         return x + self.body(x)
 
 
-def _band(out: torch.Tensor, smooth: int, luma: bool) -> torch.Tensor:
+def _band(out: torch.Tensor, smooth: int, luma: bool, blocks: bool = False) -> torch.Tensor:
     """One band of delta before tanh: low-passed over ``smooth`` blocks and/or made brightness-only.
 
     Our extensions (issue 6). ``smooth`` keeps only frequencies below 1/smooth of Nyquist, so that
     delta survives downscaling by up to that factor (box average, then bilinear back up). ``luma``:
     grayscale weights sum to 1, so gray(x + d) = gray(x) + d for a d equal in every channel, and
-    JPEG keeps brightness at a finer scale than colour.
+    JPEG keeps brightness at a finer scale than colour. ``blocks``: repeat each average over its
+    block instead of the smooth upsample; with ``smooth`` 8 (or 16) the blocks are JPEG's own
+    8x8 blocks from the top-left, so all of that part is DC, the coefficient JPEG quantises
+    least: a brightness-only part kept ~0.9 of itself through PIL JPEG q10 where a smooth one
+    kept ~0.6 (correlation, 112 px WebFace10, see the README).
     """
     if smooth > 1:
         low = F.avg_pool2d(out, smooth, ceil_mode=True)
-        out = F.interpolate(low, size=out.shape[-2:], mode="bilinear", align_corners=False)
+        if blocks:
+            out = F.interpolate(low, scale_factor=smooth, mode="nearest")[..., : out.shape[-2], : out.shape[-1]]
+        else:
+            out = F.interpolate(low, size=out.shape[-2:], mode="bilinear", align_corners=False)
     if luma:
         out = out.mean(1, keepdim=True).expand_as(out)
     return out
@@ -149,7 +157,8 @@ class Generator(nn.Module):
             # different part of delta (downscale/blur/JPEG-10 the fine pixels, grayscale the colour),
             # so G gets a fine part and a coarse part and learns, through the distortion layer,
             # how to share the one L-inf budget between them.
-            delta = delta + _band(out[:, c:], self.config.low_band, self.config.low_band_luma)
+            delta = delta + _band(out[:, c:], self.config.low_band, self.config.low_band_luma,
+                                  self.config.low_band_blocks)
         return self.config.eps * torch.tanh(delta[..., :h, :w])
 
     def protect(self, x: torch.Tensor, side_labels: torch.Tensor) -> torch.Tensor:

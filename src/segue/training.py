@@ -67,6 +67,7 @@ class TrainConfig:
     max_seconds: float | None = None  # wall-clock budget: stop after the epoch that crosses it
     side_target: str = "class"  # "class" (paper) or "code_bits" (f reads the code; random codes per batch)
     recalibrate_bn: bool = False  # recompute f's BatchNorm statistics after each surrogate pass (not in the paper)
+    surrogate_distortion: bool = False  # f also learns from distorted protected images (not in the paper), see surrogate_input
     surrogate: str = "resnet18"
     seed: int = 0
     init_generator: str | None = None  # start G from these weights (a path or a shipped name): fine-tuning
@@ -85,8 +86,9 @@ class TrainConfig:
 
 
 def init_state(weights: str, config: GeneratorConfig) -> dict[str, torch.Tensor]:
-    """Weights to start G from; they must fit ``config``'s layers (eps and smooth may differ:
-    they act after the last layer, so a robust or low-frequency variant can fine-tune the default).
+    """Weights to start G from; they must fit ``config``'s layers (eps, smooth and the low_band
+    settings may differ: they act after the last layer, so a robust or low-frequency variant can
+    fine-tune the default, and a two-band one another two-band one).
 
     A single-band generator can start a two-band one (``low_band``): its output channels go to
     the band with its own low-pass, the other band starts at zero, so training begins from
@@ -100,8 +102,8 @@ def init_state(weights: str, config: GeneratorConfig) -> dict[str, torch.Tensor]
             raise ValueError(f"init_generator {weights!r} has {key}={getattr(start.config, key)!r}, "
                              f"the config {getattr(config, key)!r}")
     state = start.state_dict()
-    if start.config.low_band == config.low_band:
-        return state
+    if bool(start.config.low_band) == bool(config.low_band):
+        return state  # same layers; a different low_band (size, luma, blocks) acts after the last one, like smooth
     if start.config.low_band:
         raise ValueError(f"init_generator {weights!r} has low_band={start.config.low_band}, "
                          f"the config {config.low_band}")
@@ -166,15 +168,22 @@ class SegueTrainer:
         return codes, code_targets(codes, bits)
 
     @torch.no_grad()
-    def surrogate_input(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        """What f learns from: protected images made by G in eval mode, as protect makes them."""
+    def surrogate_input(self, x: torch.Tensor, s: torch.Tensor, distort: bool = False) -> torch.Tensor:
+        """What f learns from: protected images made by G in eval mode, as protect makes them.
+
+        ``distort`` (``surrogate_distortion``, our addition): through the distortion layer too,
+        so f learns to read the part of delta that survives JPEG, grayscale, rescaling - and G,
+        minimising f's loss, strengthens that part. In the paper f sees undistorted images and
+        reads the easiest part, the fine one JPEG q10 removes.
+        """
         self.generator.eval()
-        return (self.carrier(x) + self.generator(x, s)).clamp(0, 1)
+        xp = (self.carrier(x) + self.generator(x, s)).clamp(0, 1)
+        return self.distortion(xp) if distort else xp
 
     def surrogate_step(self, x: torch.Tensor, s: torch.Tensor, target: torch.Tensor | None = None) -> float:
         """One step of f on protected images (G frozen); returns the loss before the step."""
         target = s if target is None else target
-        xp = self.surrogate_input(x, s)
+        xp = self.surrogate_input(x, s, distort=self.cfg.surrogate_distortion)
         self.surrogate.train()
         loss = side_loss(self.surrogate(xp), target)
         self.opt_f.zero_grad(set_to_none=True)
