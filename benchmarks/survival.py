@@ -87,7 +87,7 @@ def main() -> None:
           "",
           f"WebFace10 train photos, {len(x)} at 112 px, 8-bit; 1 = passed on unchanged, 0 = gone "
           "(grayscale columns: against delta's grey part). Command: `python benchmarks/survival.py "
-          + " ".join(f"--weights {w}" for w in args.weights) + "`",
+          + (f"--weights {' '.join(args.weights)}" if args.weights else "") + "`",
           "",
           "| delta | " + " | ".join(cols) + " |",
           "|---|" + "---|" * len(cols)]
