@@ -3,7 +3,7 @@
     python benchmarks/survival.py [--weights NAME=PATH ...] [--n 200]
 
 For WebFace10 training photos at 112 px, delta = protected - clean (8-bit), and for each data
-countermeasure of the robustness grid, left = cm(x + delta) - cm(x): what a victim trained on
+countermeasure of the robustness grid (``grids/robust_gpu.yaml``), left = cm(x + delta) - cm(x): what a victim trained on
 the countermeasure's output still sees of delta. Reported: correlation of left with delta (1 =
 passed on unchanged; for grayscale, delta's own grey part is the reference). A victim can only
 learn the shortcut from what is left, so this explains the robustness table's rows without its
@@ -18,26 +18,26 @@ Writes benchmarks/results/survival.{json,md}.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from _common import write_results
+from segue.benchmark import load_config
 from segue.checkpoint import load_generator
 from segue.countermeasures import apply_data, build_countermeasures, to_8bit
 from segue.data import load_image_folder, webface10_root
 
 EPS = 8 / 255
-COUNTERMEASURES = {
-    "jpeg_q75": [{"name": "jpeg", "quality": 75}],
-    "jpeg_q30": [{"name": "jpeg", "quality": 30}],
-    "jpeg_q10": [{"name": "jpeg", "quality": 10}],
-    "downscale_x0.5": [{"name": "downscale", "factor": 0.5}],
-    "downscale_x0.25": [{"name": "downscale", "factor": 0.25}],
-    "grayscale": ["grayscale"],
-    "blur_k5s1": [{"name": "blur", "kernel": 5, "sigma": 1.0}],
-    "grayscale_jpeg_q30": ["grayscale", {"name": "jpeg", "quality": 30}],
-}
+GRID = Path(__file__).parent / "grids" / "robust_gpu.yaml"  # the robustness table's countermeasures
+
+
+def data_countermeasures(grid: Path = GRID) -> dict[str, list]:
+    """The grid's countermeasures that change the photos (not ``none``, not adversarial training)."""
+    specs = load_config(grid)["countermeasures"]
+    return {name: s for name, s in specs.items()
+            if s and all(cm.kind == "data" for cm in build_countermeasures(s))}
 
 
 def pattern(n: int, size: int, block: int, luma: bool, smooth: bool, gen: torch.Generator) -> torch.Tensor:
@@ -47,16 +47,16 @@ def pattern(n: int, size: int, block: int, luma: bool, smooth: bool, gen: torch.
     return (EPS * F.interpolate(signs, size=(size, size), **mode)).expand(n, 3, size, size)
 
 
-def survival(x: torch.Tensor, delta: torch.Tensor) -> dict[str, float]:
+def survival(x: torch.Tensor, delta: torch.Tensor, countermeasures: dict[str, list]) -> dict[str, float]:
     """Correlation of what each countermeasure leaves of delta with (the grey part of) delta."""
     xp = to_8bit(x + delta)
     d = (xp - x).double()  # float64 sums: float32 ones over ~10^7 pixels drift past 1
     grey = d.mean(1, keepdim=True).expand_as(d)  # grey keeps only this part; the others keep more of d
     out = {}
-    for name, specs in COUNTERMEASURES.items():
+    for name, specs in countermeasures.items():
         cms = build_countermeasures(specs)
         left = (apply_data(cms, xp) - apply_data(cms, x)).double()
-        ref = grey if "grayscale" in name else d
+        ref = grey if any(cm.name == "grayscale" for cm in cms) else d
         out[name] = round(float((left * ref).sum() / (left.norm() * ref.norm() + 1e-12)), 3)
     return out
 
@@ -81,8 +81,9 @@ def main() -> None:
         name, _, path = spec.partition("=")
         g, _ = load_generator(path or name)
         deltas[f"generator {name}"] = g.eval()(x, y)
-    rows = {name: survival(x, d) for name, d in deltas.items()}
-    cols = list(COUNTERMEASURES)
+    countermeasures = data_countermeasures()
+    rows = {name: survival(x, d, countermeasures) for name, d in deltas.items()}
+    cols = list(countermeasures)
     md = ["# Perturbation survival: correlation of what each countermeasure leaves with delta",
           "",
           f"WebFace10 train photos, {len(x)} at 112 px, 8-bit; 1 = passed on unchanged, 0 = gone "
