@@ -50,8 +50,8 @@ def test_parameter_count_is_small():
 
 def _lost_by_downscaling(d: torch.Tensor) -> float:
     """Relative energy of ``d`` that a 2x down/up-scale removes."""
-    small = torch.nn.functional.interpolate(d, scale_factor=0.5, mode="bilinear", antialias=True)
-    back = torch.nn.functional.interpolate(small, size=d.shape[-2:], mode="bilinear")
+    small = F.interpolate(d, scale_factor=0.5, mode="bilinear", antialias=True)
+    back = F.interpolate(small, size=d.shape[-2:], mode="bilinear")
     return ((back - d).norm() / d.norm()).item()
 
 

@@ -168,22 +168,23 @@ class SegueTrainer:
         return codes, code_targets(codes, bits)
 
     @torch.no_grad()
-    def surrogate_input(self, x: torch.Tensor, s: torch.Tensor, distort: bool = False) -> torch.Tensor:
-        """What f learns from: protected images made by G in eval mode, as protect makes them.
+    def surrogate_input(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """What f learns from (and recalibrates its BatchNorm on): protected images made by G in
+        eval mode, as protect makes them.
 
-        ``distort`` (``surrogate_distortion``, our addition): through the distortion layer too,
+        ``surrogate_distortion`` (our addition): through the distortion layer too,
         so f learns to read the part of delta that survives JPEG, grayscale, rescaling - and G,
         minimising f's loss, strengthens that part. In the paper f sees undistorted images and
         reads the easiest part, the fine one JPEG q10 removes.
         """
         self.generator.eval()
         xp = (self.carrier(x) + self.generator(x, s)).clamp(0, 1)
-        return self.distortion(xp) if distort else xp
+        return self.distortion(xp) if self.cfg.surrogate_distortion else xp
 
     def surrogate_step(self, x: torch.Tensor, s: torch.Tensor, target: torch.Tensor | None = None) -> float:
         """One step of f on protected images (G frozen); returns the loss before the step."""
         target = s if target is None else target
-        xp = self.surrogate_input(x, s, distort=self.cfg.surrogate_distortion)
+        xp = self.surrogate_input(x, s)
         self.surrogate.train()
         loss = side_loss(self.surrogate(xp), target)
         self.opt_f.zero_grad(set_to_none=True)
