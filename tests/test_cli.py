@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from conftest import make_photo_folder, tree_digest
 from segue.cli import main
 
@@ -28,7 +30,7 @@ def test_train_protect_evaluate_end_to_end(tmp_path, capsys):
 
 
 def test_train_flags_shape_the_generator(tmp_path):
-    """--smooth/--low-band/--low-band-luma/--low-band-blocks reach the saved generator's config;
+    """--smooth/--low-band/--low-band-luma/--low-band-blocks/--low-band-eps reach the saved generator's config;
     a store_true flag left out keeps the config file's value."""
     from segue.checkpoint import load_generator
 
@@ -38,9 +40,10 @@ def test_train_flags_shape_the_generator(tmp_path):
                    "distortion: {pgd_steps: 0}\n")
     weights = tmp_path / "g.safetensors"
     assert main(["train", str(data), "-o", str(weights), "--config", str(cfg), "--epochs", "1", "--device", "cpu",
-                 "--smooth", "2", "--low-band", "8", "--low-band-blocks"]) == 0
+                 "--smooth", "2", "--low-band", "8", "--low-band-blocks", "--low-band-eps", "5"]) == 0
     g, _ = load_generator(weights)
     assert (g.config.smooth, g.config.low_band, g.config.low_band_luma, g.config.low_band_blocks) == (2, 8, True, True)
+    assert g.config.low_band_eps == pytest.approx(5 / 255)
 
 
 def test_missing_input_is_a_one_line_error(tmp_path, capsys):

@@ -144,3 +144,26 @@ def test_block_band_is_jpeg_dc_and_survives_jpeg_q10():
     kept = {blocks: _kept_by_jpeg(photos, 8 / 255 * torch.tanh(_band(field, 8, True, blocks)), quality=10)
             for blocks in (False, True)}
     assert kept[True] > 0.75 and kept[True] > kept[False] + 0.08, kept  # measured 0.81 vs 0.68
+
+
+def test_low_band_eps_gives_each_band_its_own_budget():
+    """low_band_eps: the coarse band reaches its own share and the fine band the rest, so delta
+    stays within eps and the coarse band cannot be crowded out by the fine one."""
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 32, 32)
+    config = GeneratorConfig(width=16, low_band=8, low_band_luma=True, low_band_blocks=True, low_band_eps=5 / 255)
+    g = Generator(config).eval()
+    with torch.no_grad():
+        last = g.decoder[-1]
+        last.weight.zero_()
+        last.bias[:3], last.bias[3:] = 50.0, -50.0  # both bands saturated, with opposite signs
+        d = g(x, torch.arange(2))
+    assert torch.allclose(d, torch.full_like(d, (3 - 5) / 255), atol=1e-6)  # fine +3/255, coarse -5/255
+    with torch.no_grad():
+        last.bias[3:] = 50.0
+        assert torch.allclose(g(x, torch.arange(2)), torch.full_like(d, 8 / 255), atol=1e-6)  # never above eps
+    shared = Generator(GeneratorConfig(width=16, low_band=8, low_band_luma=True, low_band_blocks=True)).eval()
+    shared.load_state_dict(g.state_dict())
+    with torch.no_grad():
+        shared.decoder[-1].bias[3:] = -50.0
+        assert shared(x, torch.arange(2)).abs().max() < 1e-6  # one tanh over the sum: the bands cancel

@@ -44,6 +44,7 @@ class GeneratorConfig:
     low_band: int = 0  # two-band delta: add a second part low-passed over low_band x low_band blocks (0 = off)
     low_band_luma: bool = False  # that second part as brightness only (see luma)
     low_band_blocks: bool = False  # that second part constant over grid-aligned blocks (JPEG's 8x8 grid), see _band
+    low_band_eps: float = 0.0  # >0: the coarse band's own L-inf share of eps (the fine band gets the rest); 0: shared
 
     @property
     def out_channels(self) -> int:
@@ -157,8 +158,14 @@ class Generator(nn.Module):
             # different part of delta (downscale/blur/JPEG-10 the fine pixels, grayscale the colour),
             # so G gets a fine part and a coarse part and learns, through the distortion layer,
             # how to share the one L-inf budget between them.
-            delta = delta + _band(out[:, c:], self.config.low_band, self.config.low_band_luma,
-                                  self.config.low_band_blocks)
+            coarse = _band(out[:, c:], self.config.low_band, self.config.low_band_luma, self.config.low_band_blocks)
+            if self.config.low_band_eps:
+                # A fixed split (issue 6): with one shared tanh G left the coarse band small (it kept
+                # ~0.3 of delta through JPEG q10); its own budget lets it use all of that share.
+                fine_eps = self.config.eps - self.config.low_band_eps
+                delta = fine_eps * torch.tanh(delta) + self.config.low_band_eps * torch.tanh(coarse)
+                return delta[..., :h, :w]
+            delta = delta + coarse
         return self.config.eps * torch.tanh(delta[..., :h, :w])
 
     def protect(self, x: torch.Tensor, side_labels: torch.Tensor) -> torch.Tensor:
