@@ -11,7 +11,10 @@ cost: it is not a substitute for it (a shortcut needs to be learnable, not only 
 
 Besides the generators, four synthetic patterns of the same budget (+-8/255 at random per
 block/pixel) show which kind of delta each countermeasure keeps: brightness-only vs colour,
-constant over JPEG's 8x8 blocks vs smooth vs per pixel.
+constant over JPEG's 8x8 blocks vs smooth vs per pixel. Two more columns: the same correlation
+through kornia's differentiable JPEG q10 (what the distortion layer trains through: is it leakier
+than a real encoder?), and the rms of delta's part that is brightness-only and constant over 8x8
+blocks (JPEG's DC, what survives q10 best), in /255.
 Writes benchmarks/results/survival.{json,md}.
 """
 
@@ -22,6 +25,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from kornia.enhance import jpeg_codec_differentiable
 
 from _common import write_results
 from segue.benchmark import load_config
@@ -55,10 +59,19 @@ def survival(x: torch.Tensor, delta: torch.Tensor, countermeasures: dict[str, li
     out = {}
     for name, specs in countermeasures.items():
         cms = build_countermeasures(specs)
-        left = (apply_data(cms, xp) - apply_data(cms, x)).double()
+        left = apply_data(cms, xp) - apply_data(cms, x)
         ref = grey if any(cm.name == "grayscale" for cm in cms) else d
-        out[name] = round(float((left * ref).sum() / (left.norm() * ref.norm() + 1e-12)), 3)
+        out[name] = _corr(left, ref)
+    q10 = torch.full((len(x),), 10.0)
+    out["jpeg_q10 (kornia, training)"] = _corr(jpeg_codec_differentiable(xp, q10) - jpeg_codec_differentiable(x, q10), d)
+    dc = F.avg_pool2d(d.mean(1, keepdim=True), 8)
+    out["8x8 brightness part, rms /255"] = round(float(dc.pow(2).mean().sqrt() * 255), 2)
     return out
+
+
+def _corr(left: torch.Tensor, ref: torch.Tensor) -> float:
+    left = left.double()
+    return round(float((left * ref).sum() / (left.norm() * ref.norm() + 1e-12)), 3)
 
 
 def main() -> None:
@@ -83,7 +96,7 @@ def main() -> None:
         deltas[f"generator {name}"] = g.eval()(x, y)
     countermeasures = data_countermeasures()
     rows = {name: survival(x, d, countermeasures) for name, d in deltas.items()}
-    cols = list(countermeasures)
+    cols = list(next(iter(rows.values())))
     md = ["# Perturbation survival: correlation of what each countermeasure leaves with delta",
           "",
           f"WebFace10 train photos, {len(x)} at 112 px, 8-bit; 1 = passed on unchanged, 0 = gone "
