@@ -46,6 +46,12 @@ class GeneratorConfig:
     low_band_blocks: bool = False  # that second part constant over grid-aligned blocks (JPEG's 8x8 grid), see _band
     low_band_eps: float = 0.0  # >0: the coarse band's own L-inf share of eps (the fine band gets the rest); 0: shared
 
+    def __post_init__(self) -> None:
+        # A split that leaves the fine band no budget, or one with no coarse band to split to,
+        # would silently train something else than asked for.
+        if self.low_band_eps and not (self.low_band and 0 < self.low_band_eps < self.eps):
+            raise ValueError(f"low_band_eps {self.low_band_eps} needs low_band > 0 and 0 < low_band_eps < eps {self.eps}")
+
     @property
     def out_channels(self) -> int:
         """The decoder's outputs: one set of C channels per band."""
@@ -163,8 +169,7 @@ class Generator(nn.Module):
                 # A fixed split (issue 6): with one shared tanh G left the coarse band small (it kept
                 # ~0.3 of delta through JPEG q10); its own budget lets it use all of that share.
                 fine_eps = self.config.eps - self.config.low_band_eps
-                delta = fine_eps * torch.tanh(delta) + self.config.low_band_eps * torch.tanh(coarse)
-                return delta[..., :h, :w]
+                return (fine_eps * torch.tanh(delta) + self.config.low_band_eps * torch.tanh(coarse))[..., :h, :w]
             delta = delta + coarse
         return self.config.eps * torch.tanh(delta[..., :h, :w])
 
