@@ -167,3 +167,28 @@ def test_low_band_eps_gives_each_band_its_own_budget():
     with torch.no_grad():
         shared.decoder[-1].bias[3:] = -50.0
         assert shared(x, torch.arange(2)).abs().max() < 1e-6  # one tanh over the sum: the bands cancel
+
+
+def test_psnr_floor_caps_each_images_rms_and_leaves_smaller_deltas_alone():
+    """psnr_floor: a saturated delta at a large eps is scaled down to exactly the floor's RMS (so
+    every protected image keeps PSNR >= floor, clipping can only help), while a delta already
+    within it is returned unchanged and the L-inf budget still holds."""
+    torch.manual_seed(0)
+    x = torch.rand(3, 3, 32, 32) * 0.5 + 0.25  # away from 0 and 1: no clipping
+    config = GeneratorConfig(width=16, eps=13 / 255, low_band=8, low_band_luma=True, low_band_blocks=True,
+                             low_band_eps=5 / 255, psnr_floor=30.0)
+    g = Generator(config).eval()
+    free = Generator(GeneratorConfig(**{**config.to_dict(), "psnr_floor": 0.0})).eval()
+    with torch.no_grad():
+        g.decoder[-1].weight.zero_()
+        g.decoder[-1].bias.fill_(50.0)  # delta 13/255 everywhere: PSNR 25.8 dB uncapped
+        free.load_state_dict(g.state_dict())
+        assert torch.allclose(free(x, torch.arange(3)), torch.full_like(x, 13 / 255), atol=1e-6)
+        protected = g.protect(x, torch.arange(3))
+        mse = (protected - x).pow(2).flatten(1).mean(1)
+        assert torch.allclose(10 * torch.log10(1 / mse), torch.full((3,), 30.0), atol=1e-3)
+        g.decoder[-1].bias.fill_(0.01)  # a small delta: already above the floor
+        free.load_state_dict(g.state_dict())
+        small = g(x, torch.arange(3))
+        assert small.abs().max() < 1 / 255 and torch.equal(small, free(x, torch.arange(3)))
+    assert g(x, torch.arange(3)).abs().max() <= 13 / 255 + 1e-7

@@ -54,7 +54,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         raw.setdefault("generator", {})["eps"] = args.eps / 255
     shape = {"smooth": args.smooth, "low_band": args.low_band,  # store_true flags: only when given
              "low_band_luma": args.low_band_luma or None, "low_band_blocks": args.low_band_blocks or None,
-             "low_band_eps": None if args.low_band_eps is None else args.low_band_eps / 255}
+             "low_band_eps": None if args.low_band_eps is None else args.low_band_eps / 255,
+             "psnr_floor": args.psnr_floor}
     raw.setdefault("generator", {}).update({k: v for k, v in shape.items() if v is not None})
     if args.max_seconds is not None:
         raw["max_seconds"] = args.max_seconds
@@ -204,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="make that part constant over grid-aligned N x N blocks (8: JPEG's blocks)")
     t.add_argument("--low-band-eps", dest="low_band_eps", type=float,
                    help="that part's own L-inf share of --eps, in /255 units (default: one shared budget)")
+    t.add_argument("--psnr-floor", dest="psnr_floor", type=float,
+                   help="scale each image's delta down to at least this PSNR in dB (default 0 = L-inf only)")
     t.add_argument("--max-seconds", dest="max_seconds", type=float, help="time budget: stop after the epoch that crosses it")
     t.add_argument("--init", help="fine-tune: start from these generator weights (a path, or a shipped name: default, robust)")
     t.add_argument("--seed", type=int)

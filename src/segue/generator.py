@@ -45,6 +45,7 @@ class GeneratorConfig:
     low_band_luma: bool = False  # that second part as brightness only (see luma)
     low_band_blocks: bool = False  # that second part constant over grid-aligned blocks (JPEG's 8x8 grid), see _band
     low_band_eps: float = 0.0  # >0: the coarse band's own L-inf share of eps (the fine band gets the rest); 0: shared
+    psnr_floor: float = 0.0  # >0: scale each image's delta down to at most this PSNR's RMS (dB); 0: L-inf only
 
     def __post_init__(self) -> None:
         # A split that leaves the fine band no budget, or one with no coarse band to split to,
@@ -169,9 +170,23 @@ class Generator(nn.Module):
                 # A fixed split (issue 6): with one shared tanh G left the coarse band small (it kept
                 # ~0.3 of delta through JPEG q10); its own budget lets it use all of that share.
                 fine_eps = self.config.eps - self.config.low_band_eps
-                return (fine_eps * torch.tanh(delta) + self.config.low_band_eps * torch.tanh(coarse))[..., :h, :w]
+                return self._within_psnr(fine_eps * torch.tanh(delta[..., :h, :w])
+                                         + self.config.low_band_eps * torch.tanh(coarse[..., :h, :w]))
             delta = delta + coarse
-        return self.config.eps * torch.tanh(delta[..., :h, :w])
+        return self._within_psnr(self.config.eps * torch.tanh(delta[..., :h, :w]))
+
+    def _within_psnr(self, delta: torch.Tensor) -> torch.Tensor:
+        """Scale each image's delta so its PSNR is at least ``psnr_floor`` (issue 6).
+
+        Why: an L-inf budget alone let a larger-eps two-band G spend more than PSNR 30 dB allows;
+        with the L2 cap in the forward pass G itself learns where to spend the RMS budget, and
+        ``clip(x + delta)`` can only raise the PSNR further.
+        """
+        if not self.config.psnr_floor:
+            return delta
+        rms_cap = 10 ** (-self.config.psnr_floor / 20)
+        rms = delta.flatten(1).pow(2).mean(1).add(1e-12).sqrt()
+        return delta * (rms_cap / rms).clamp(max=1.0).view(-1, *([1] * (delta.dim() - 1)))
 
     def protect(self, x: torch.Tensor, side_labels: torch.Tensor) -> torch.Tensor:
         """Protected image ``clip(x + G(x), 0, 1)``."""
