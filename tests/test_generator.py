@@ -192,3 +192,34 @@ def test_psnr_floor_caps_each_images_rms_and_leaves_smaller_deltas_alone():
         small = g(x, torch.arange(3))
         assert small.abs().max() < 1 / 255 and torch.equal(small, free(x, torch.arange(3)))
     assert g(x, torch.arange(3)).abs().max() <= 13 / 255 + 1e-7
+
+
+def test_psnr_fine_only_keeps_the_block_band_whole():
+    """psnr_fine_only: the fine band alone gives way to the PSNR floor, the block band keeps its
+    whole share (what JPEG q10 needs), and the total still meets the floor exactly; without it
+    both bands shrink together."""
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 32, 32) * 0.5 + 0.25
+    config = GeneratorConfig(width=16, eps=18 / 255, low_band=8, low_band_luma=True, low_band_blocks=True,
+                             low_band_eps=5 / 255, psnr_floor=30.0, psnr_fine_only=True)
+    g = Generator(config).eval()
+    free = Generator(GeneratorConfig(**{**config.to_dict(), "psnr_floor": 0.0})).eval()
+    whole = Generator(GeneratorConfig(**{**config.to_dict(), "psnr_fine_only": False})).eval()
+    with torch.no_grad():
+        last = g.decoder[-1]
+        last.weight[:3] *= 200  # a fine band with structure, near +-13/255
+        last.weight[3:].zero_()
+        last.bias[3:] = 50.0  # block band +5/255 everywhere
+        free.load_state_dict(g.state_dict())
+        whole.load_state_dict(g.state_dict())
+        fine = free(x, torch.arange(2)) - 5 / 255
+        assert fine.abs().mean() > 8 / 255  # uncapped: far over PSNR 30 dB
+        for gen, kept in ((g, 5 / 255), (whole, None)):
+            d = gen(x, torch.arange(2))
+            assert torch.allclose(10 * torch.log10(1 / d.pow(2).flatten(1).mean(1)), torch.full((2,), 30.0), atol=1e-3)
+            if kept is not None:  # d = s * fine + the whole block band, one s per image
+                s = ((d - kept) / fine).flatten(1).median(1).values.view(-1, 1, 1, 1)
+                assert torch.allclose(d, s * fine + kept, atol=1e-6) and (s < 1).all()
+            else:  # d = t * (fine + block): the block band shrinks by the same t
+                t = (d / (fine + 5 / 255)).flatten(1).median(1).values.view(-1, 1, 1, 1)
+                assert torch.allclose(d, t * (fine + 5 / 255), atol=1e-6) and (t < 1).all()

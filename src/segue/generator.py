@@ -46,6 +46,7 @@ class GeneratorConfig:
     low_band_blocks: bool = False  # that second part constant over grid-aligned blocks (JPEG's 8x8 grid), see _band
     low_band_eps: float = 0.0  # >0: the coarse band's own L-inf share of eps (the fine band gets the rest); 0: shared
     psnr_floor: float = 0.0  # >0: scale each image's delta down to at most this PSNR's RMS (dB); 0: L-inf only
+    psnr_fine_only: bool = False  # with low_band_eps: meet psnr_floor by scaling the fine band alone, the coarse one kept whole
 
     def __post_init__(self) -> None:
         # A split that leaves the fine band no budget, or one with no coarse band to split to,
@@ -170,10 +171,28 @@ class Generator(nn.Module):
                 # A fixed split (issue 6): with one shared tanh G left the coarse band small (it kept
                 # ~0.3 of delta through JPEG q10); its own budget lets it use all of that share.
                 fine_eps = self.config.eps - self.config.low_band_eps
-                return self._within_psnr(fine_eps * torch.tanh(delta[..., :h, :w])
-                                         + self.config.low_band_eps * torch.tanh(coarse[..., :h, :w]))
+                fine = fine_eps * torch.tanh(delta[..., :h, :w])
+                coarse = self.config.low_band_eps * torch.tanh(coarse[..., :h, :w])
+                if self.config.psnr_fine_only and self.config.psnr_floor:
+                    fine = fine * self._fine_scale(fine, coarse)
+                return self._within_psnr(fine + coarse)
             delta = delta + coarse
         return self._within_psnr(self.config.eps * torch.tanh(delta[..., :h, :w]))
+
+    def _fine_scale(self, fine: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+        """Per image, the largest s <= 1 with rms(s * fine + coarse) <= the psnr_floor's RMS.
+
+        Why (issue 6): a JPEG-robust block band needs its whole share, so the fine band alone
+        gives way; s solves s^2 |f|^2 + 2 s <f,c> + |c|^2 = cap^2 (0 if the coarse band alone
+        is over the cap, which _within_psnr then scales).
+        """
+        n = fine[0].numel()
+        cap2 = n * 10 ** (-self.config.psnr_floor / 10)
+        ff = fine.flatten(1).pow(2).sum(1).add(1e-12)
+        fc = (fine * coarse).flatten(1).sum(1)
+        cc = coarse.flatten(1).pow(2).sum(1)
+        s = (-fc + (fc.pow(2) - ff * (cc - cap2)).clamp(min=0).add(1e-12).sqrt()) / ff
+        return s.clamp(0.0, 1.0).view(-1, *([1] * (fine.dim() - 1)))
 
     def _within_psnr(self, delta: torch.Tensor) -> torch.Tensor:
         """Scale each image's delta so its PSNR is at least ``psnr_floor`` (issue 6).
