@@ -223,3 +223,5 @@ def test_psnr_fine_only_keeps_the_block_band_whole():
             else:  # d = t * (fine + block): the block band shrinks by the same t
                 t = (d / (fine + 5 / 255)).flatten(1).median(1).values.view(-1, 1, 1, 1)
                 assert torch.allclose(d, t * (fine + 5 / 255), atol=1e-6) and (t < 1).all()
+    with pytest.raises(ValueError, match="psnr_fine_only"):
+        GeneratorConfig(low_band=8, psnr_floor=30.0, psnr_fine_only=True)  # one shared tanh: no fine band to scale alone

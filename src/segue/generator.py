@@ -53,6 +53,8 @@ class GeneratorConfig:
         # would silently train something else than asked for.
         if self.low_band_eps and not (self.low_band and 0 < self.low_band_eps < self.eps):
             raise ValueError(f"low_band_eps {self.low_band_eps} needs low_band > 0 and 0 < low_band_eps < eps {self.eps}")
+        if self.psnr_fine_only and not self.low_band_eps:
+            raise ValueError("psnr_fine_only needs a fine band with its own tanh (low_band_eps)")
 
     @property
     def out_channels(self) -> int:
