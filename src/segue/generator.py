@@ -188,13 +188,17 @@ class Generator(nn.Module):
         gives way; s solves s^2 |f|^2 + 2 s <f,c> + |c|^2 = cap^2 (0 if the coarse band alone
         is over the cap, which _within_psnr then scales).
         """
-        n = fine[0].numel()
-        cap2 = n * 10 ** (-self.config.psnr_floor / 10)
-        ff = fine.flatten(1).pow(2).sum(1).add(1e-12)
-        fc = (fine * coarse).flatten(1).sum(1)
-        cc = coarse.flatten(1).pow(2).sum(1)
+        cap2 = self._rms_cap ** 2
+        ff = fine.pow(2).mean((1, 2, 3)).add(1e-12)
+        fc = (fine * coarse).mean((1, 2, 3))
+        cc = coarse.pow(2).mean((1, 2, 3))
         s = (-fc + (fc.pow(2) - ff * (cc - cap2)).clamp(min=0).add(1e-12).sqrt()) / ff
-        return s.clamp(0.0, 1.0).view(-1, *([1] * (fine.dim() - 1)))
+        return s.clamp(0.0, 1.0)[:, None, None, None]
+
+    @property
+    def _rms_cap(self) -> float:
+        """The largest RMS of delta (in [0,1] units) that keeps PSNR >= psnr_floor."""
+        return 10 ** (-self.config.psnr_floor / 20)
 
     def _within_psnr(self, delta: torch.Tensor) -> torch.Tensor:
         """Scale each image's delta so its PSNR is at least ``psnr_floor`` (issue 6).
@@ -205,9 +209,8 @@ class Generator(nn.Module):
         """
         if not self.config.psnr_floor:
             return delta
-        rms_cap = 10 ** (-self.config.psnr_floor / 20)
-        rms = delta.flatten(1).pow(2).mean(1).add(1e-12).sqrt()
-        return delta * (rms_cap / rms).clamp(max=1.0).view(-1, *([1] * (delta.dim() - 1)))
+        rms = delta.pow(2).mean((1, 2, 3)).add(1e-12).sqrt()
+        return delta * (self._rms_cap / rms).clamp(max=1.0)[:, None, None, None]
 
     def protect(self, x: torch.Tensor, side_labels: torch.Tensor) -> torch.Tensor:
         """Protected image ``clip(x + G(x), 0, 1)``."""
