@@ -47,3 +47,16 @@ def test_shipped_generators_load_by_name():
         from segue.checkpoint import default_weights_path
 
         default_weights_path("nope")
+
+
+def test_overrides_change_only_the_config_and_are_recorded(tmp_path):
+    """A benchmark can try a weight-free option (here a side-label pattern) on trained weights:
+    same parameters, new config, the change noted in the provenance."""
+    torch.manual_seed(2)
+    g = Generator(GeneratorConfig(width=16, image_size=32)).eval()
+    path = save_generator(g, tmp_path / "g.safetensors", {"seed": 2})
+    loaded, prov = load_generator(path, overrides={"code_blocks_eps": 3 / 255})
+    assert loaded.config.code_blocks_eps == 3 / 255 and loaded.eps == g.eps + 3 / 255
+    assert prov == {"seed": 2, "config_overrides": {"code_blocks_eps": 3 / 255}}
+    x, s = torch.rand(1, 3, 32, 32), torch.tensor([1])
+    assert torch.allclose((loaded(x, s) - g(x, s)).abs(), torch.full_like(x, 3 / 255), atol=1e-6)

@@ -225,3 +225,39 @@ def test_psnr_fine_only_keeps_the_block_band_whole():
                 assert torch.allclose(d, t * (fine + 5 / 255), atol=1e-6) and (t < 1).all()
     with pytest.raises(ValueError, match="psnr_fine_only"):
         GeneratorConfig(low_band=8, psnr_floor=30.0, psnr_fine_only=True)  # one shared tanh: no fine band to scale alone
+
+
+def test_code_blocks_add_a_fixed_jpeg_grid_pattern_per_side_label():
+    """code_blocks_eps: the same +-b/255 brightness pattern for a label in every call, constant
+    over 8x8 blocks from the top-left, different between labels; with a PSNR floor G's part alone
+    gives way and the pattern stays whole; eps reports the whole L-inf bound."""
+    from segue.generator import code_block_pattern
+
+    torch.manual_seed(0)
+    x = torch.rand(4, 3, 40, 36) * 0.5 + 0.25
+    labels = torch.tensor([0, 0, 1, 2])
+    base = GeneratorConfig(width=16, eps=8 / 255)
+    g0 = Generator(base).eval()
+    config = GeneratorConfig(**{**base.to_dict(), "code_blocks_eps": 5 / 255})
+    g = Generator(config).eval()
+    g.load_state_dict(g0.state_dict())
+    assert g.eps == pytest.approx(13 / 255)
+    with torch.no_grad():
+        pattern = g(x, labels) - g0(x, labels)
+    assert pattern.abs().max() <= 5 / 255 + 1e-6 and torch.allclose(pattern.abs(), torch.full_like(pattern, 5 / 255), atol=1e-6)
+    assert torch.allclose(pattern[:, 0], pattern[:, 2], atol=1e-6)  # brightness only
+    signs = code_block_pattern(labels, (40, 36), 8)  # exact +-1, (N,1,H,W)
+    assert torch.allclose(pattern, 5 / 255 * signs.expand_as(pattern), atol=1e-6)
+    blocks = signs[..., :40, :32].unfold(2, 8, 8).unfold(3, 8, 8)  # (N,1,5,4,8,8)
+    assert (blocks == blocks[..., :1, :1]).all()  # constant over each 8x8 block, from the top-left
+    assert torch.allclose(pattern[0], pattern[1]) and not torch.allclose(pattern[0], pattern[2])
+    assert not torch.allclose(pattern[2], pattern[3])
+    assert torch.equal(code_block_pattern(torch.tensor([1]), (40, 36), 8)[0], signs[2])  # seeded by the label alone
+    capped = Generator(GeneratorConfig(**{**config.to_dict(), "eps": 13 / 255, "psnr_floor": 30.0})).eval()
+    with torch.no_grad():
+        capped.decoder[-1].weight.zero_()
+        capped.decoder[-1].bias.fill_(50.0)  # G's part +13/255 everywhere: far under 30 dB with the pattern
+        d = capped(x, labels)
+    assert torch.allclose(10 * torch.log10(1 / d.pow(2).flatten(1).mean(1)), torch.full((4,), 30.0), atol=1e-3)
+    s = (d - pattern).mean((1, 2, 3)) / (13 / 255)
+    assert torch.allclose(d, s[:, None, None, None] * 13 / 255 + pattern, atol=1e-6) and (s < 1).all()

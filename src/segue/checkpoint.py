@@ -64,13 +64,20 @@ def weights_path(weights: str | Path | None) -> Path:
     return Path(weights)
 
 
-def load_generator(path: str | Path | None = None, device: str | torch.device = "cpu") -> tuple[Generator, dict[str, Any]]:
-    """Rebuild a generator from a ``.safetensors`` file or a shipped name (default: the default one), in eval mode."""
+def load_generator(path: str | Path | None = None, device: str | torch.device = "cpu",
+                   overrides: dict[str, Any] | None = None) -> tuple[Generator, dict[str, Any]]:
+    """Rebuild a generator from a ``.safetensors`` file or a shipped name (default: the default one), in eval mode.
+
+    ``overrides`` replace config fields that add no weights (e.g. ``psnr_floor``, ``code_blocks_eps``),
+    so a benchmark can try them on trained weights without writing a new file; the provenance records them.
+    """
     path = weights_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"generator weights not found: {path}")
     meta = read_metadata(path)
-    generator = Generator(GeneratorConfig(**meta["generator"]))
+    if overrides:
+        meta["provenance"] = {**meta["provenance"], "config_overrides": dict(overrides)}
+    generator = Generator(GeneratorConfig(**{**meta["generator"], **(overrides or {})}))
     generator.load_state_dict(load_file(str(path), device="cpu"))
     return generator.to(device).eval(), meta["provenance"]
 

@@ -10,6 +10,8 @@ from segue.methods.base import NoiseMethod
 class SegueMethod(NoiseMethod):
     """Wraps :func:`segue.protect.protect_images`; ``weights`` = a ``.safetensors`` path or None (shipped).
 
+    ``generator_overrides``: config fields to change on the loaded weights (see ``load_generator``).
+
     ``fit`` does not train a generator: ``fit_info`` reports the generator's own training
     time and device from its provenance (what the "with generator training" time adds).
     """
@@ -17,17 +19,18 @@ class SegueMethod(NoiseMethod):
     name = "segue"
 
     def __init__(self, eps: float | None = None, seed: int = 0, device: str = "cpu", weights: str | None = None,
-                 generator=None):
+                 generator=None, generator_overrides: dict | None = None):
         from segue.checkpoint import load_generator
 
         if generator is not None:
             self.generator, self.provenance = generator, {}
         else:
-            self.generator, self.provenance = load_generator(weights, device)
+            self.generator, self.provenance = load_generator(weights, device, generator_overrides)
         if eps is not None and abs(eps - self.generator.eps) > 1e-9:
             raise ValueError(f"generator budget is {self.generator.eps * 255:.1f}/255, not {eps * 255:.1f}/255")
         super().__init__(self.generator.eps, seed, device)
         self.weights = weights or "shipped"
+        self.generator_overrides = dict(generator_overrides or {})
         self.fit_info = {
             "generator_weights": self.weights,
             "generator_train_seconds": self.provenance.get("train_seconds"),
@@ -36,7 +39,8 @@ class SegueMethod(NoiseMethod):
         }
 
     def config(self) -> dict:
-        return {**super().config(), "weights": self.weights}
+        extra = {"generator_overrides": self.generator_overrides} if self.generator_overrides else {}
+        return {**super().config(), "weights": self.weights, **extra}
 
     def perturb(self, images: torch.Tensor, side_labels: torch.Tensor) -> torch.Tensor:
         from segue.protect import protect_images

@@ -88,7 +88,7 @@ def create_app(weights: str | Path | None = None, max_bytes: int = 20 * 2**20, m
     def health() -> dict:
         """Liveness plus what the loaded generator does."""
         cfg = generator.config
-        return {"status": "ok", "eps_255": round(cfg.eps * 255, 3), "image_size": cfg.image_size,
+        return {"status": "ok", "eps_255": round(generator.eps * 255, 3), "image_size": cfg.image_size,
                 "max_bytes": max_bytes, "max_pixels": max_pixels}
 
     @app.post("/api/protect", responses={200: {"content": {"image/png": {}}}, 413: {}, 415: {}, 422: {}})
