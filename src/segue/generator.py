@@ -210,7 +210,9 @@ class Generator(nn.Module):
         fixed per side label (an LSP-style class-wise shortcut, on JPEG's 8x8 grid, brightness only)
         uses its whole share by construction and needs no training, so it transfers to unseen
         people like the code does. With a PSNR floor, G's part alone gives way (the pattern is kept
-        whole), as psnr_fine_only does for a learned block band.
+        whole), as psnr_fine_only does for a learned block band. Measured (session 13): on the
+        shipped robust weights it did not help under JPEG q10 (39.5 % at +-5/255); kept as an
+        option and a negative result, see the README.
         """
         if not self.config.code_blocks_eps:
             return self._within_psnr(delta)
