@@ -134,12 +134,10 @@ def code_block_pattern(side_labels: torch.Tensor, size: tuple[int, int], block: 
     """
     h, w = size
     gh, gw = -(-h // block), -(-w // block)
-    signs = []
-    for label in side_labels.tolist():
-        gen = torch.Generator().manual_seed(0x5E6E + int(label))
-        signs.append(torch.randint(0, 2, (1, gh, gw), generator=gen, dtype=torch.float32) * 2 - 1)
-    grid = torch.stack(signs)
-    return grid.repeat_interleave(block, -2).repeat_interleave(block, -1)[..., :h, :w]
+    labels, index = side_labels.cpu().unique(return_inverse=True)  # one draw per distinct label, not per image
+    signs = torch.stack([torch.randint(0, 2, (1, gh, gw), generator=torch.Generator().manual_seed(0x5E6E + int(label)),
+                                       dtype=torch.float32) * 2 - 1 for label in labels.tolist()])
+    return signs[index].repeat_interleave(block, -2).repeat_interleave(block, -1)[..., :h, :w]
 
 
 class Generator(nn.Module):
