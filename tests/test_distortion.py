@@ -52,3 +52,25 @@ def test_robust_preset_loads_from_the_shipped_config():
     d = cfg.distortion
     assert d.jpeg_p > 0 and d.rescale_p > 0 and d.grey_p > 0 and d.strong_blur_p > 0
     assert len(DistortionLayer.from_config(d).stages) == 9
+
+
+def test_adversarial_noise_attacks_the_protected_image_and_keeps_deltas_gradient():
+    """adv_rho (REM-style): the offset on x + delta stays within rho, raises f's loss (also when the
+    caller is under no_grad, as surrogate_input is), and the gradient still reaches delta."""
+    from segue.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("resnet18", 3).eval()
+    layer = DistortionLayer.from_config(DistortionConfig(**PAPER_OFF, adv_rho=4 / 255))
+    assert [type(s).__name__ for s in layer.stages] == ["AdversarialNoise"]
+    x, y = torch.rand(4, 3, 32, 32) * 0.8 + 0.1, torch.tensor([0, 1, 2, 0])
+    delta = torch.zeros_like(x, requires_grad=True)
+    out = layer(x + delta, y, model)
+    assert 0 < (out - x).abs().max() <= 4 / 255 + 1e-6
+    ce = torch.nn.functional.cross_entropy
+    assert ce(model(out), y) > ce(model(x), y)
+    ce(model(out), y).backward()
+    assert delta.grad is not None and delta.grad.abs().sum() > 0
+    with torch.no_grad():
+        assert ce(model(layer(x, y, model)), y) > ce(model(x), y)
+    assert torch.equal(layer(x, None, None), x)  # without f and labels there is nothing to attack

@@ -189,3 +189,27 @@ def test_surrogate_distortion_shows_f_the_distorted_images(distort):
     trainer.surrogate_step(torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 0]))
     grey = torch.allclose(seen[0][:, 0], seen[0][:, 1], atol=1e-6) and torch.allclose(seen[0][:, 1], seen[0][:, 2], atol=1e-6)
     assert grey == distort
+
+
+def test_adversarial_noise_reaches_f_in_both_stages():
+    """distortion.adv_rho: G's loss and (with surrogate_distortion) f's training images are on
+    x + delta + r with 0 < |r| <= rho, so G is trained against the attacker's adversarial training."""
+    from segue.training import SegueTrainer
+
+    rho = 4 / 255
+    cfg = TrainConfig(image_size=32, surrogate="resnet18", surrogate_distortion=True,
+                      distortion=DistortionConfig(pgd_steps=0, blur_kernel=0, sharpness=1.0, hflip_p=0, vflip_p=0,
+                                                  adv_rho=rho))
+    trainer = SegueTrainer(cfg, num_classes=3, device=torch.device("cpu"))
+    seen = []
+    trainer.surrogate.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach()))
+    torch.manual_seed(0)
+    x, s = torch.rand(4, 3, 32, 32) * 0.8 + 0.1, torch.tensor([0, 1, 2, 0])
+    trainer.surrogate_step(x, s)
+    trainer.generator.eval()
+    with torch.no_grad():
+        clean = (x + trainer.generator(x, s)).clamp(0, 1)
+    assert 0 < (seen[-1] - clean).abs().max() <= rho + 1e-5  # the last call is f's training forward
+    seen.clear()
+    trainer.generator_step(x, s)
+    assert 0 < (seen[-1] - clean).abs().max() <= rho + 1e-5  # G's loss: the last forward, before its step

@@ -11,6 +11,10 @@ official Segue code:
 * on the *protected image* x + delta (blur, sharpness, flips): differentiable, so the
   gradient of the surrogate loss flows through them back into G.
 
+The input PGD does not put G against an attacker's adversarial training: f still sees
+x + delta, not (x + delta) + r. ``AdversarialNoise`` (off by default) is that stage, on the
+protected image: robust error-minimising noise as in REM (Fu et al., ICLR 2022).
+
 Beyond the paper (off by default, on in ``configs/robust_112.yaml``): what photos go through
 on platforms and what an attacker tries first - JPEG at a random quality (kornia's
 differentiable JPEG), down-then-up scaling, grayscale and a stronger blur - each applied with
@@ -139,9 +143,34 @@ class DistortionConfig:
     grey_p: float = 0.0
     strong_blur_p: float = 0.0
     strong_blur_sigma: tuple[float, float] = (0.5, 1.5)
+    adv_rho: float = 0.0  # >0: AdversarialNoise on x + delta (REM-style), applied before the other output stages
+    adv_steps: int = 5
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+class AdversarialNoise(DistortionStage):
+    """PGD on the *protected image*: adds the offset r (||r||_inf <= rho) that most raises f's loss.
+
+    Why (issue 6): a victim that trains adversarially sees x + delta + r, and the input PGD never
+    shows G that - G minimising f's loss here is REM's min-min-max, and f trained through it is
+    adversarially trained as REM's surrogate is. The attack matches the adversarial-training
+    countermeasure's (random start, step rho/4); r is detached, delta keeps its gradient.
+    """
+
+    def __init__(self, rho: float, steps: int = 5):
+        super().__init__()
+        self.rho, self.steps = rho, steps
+
+    def forward(self, x, y=None, model=None):
+        if model is None or y is None or self.steps == 0 or self.rho == 0:
+            return x
+        start = (torch.rand_like(x) * 2 - 1) * self.rho
+        with torch.enable_grad():  # f's input gradient also inside no_grad callers (surrogate_input)
+            r = linf_pgd(model, x.detach(), lambda logits: side_loss(logits, y), self.rho, self.steps,
+                         self.rho / 4, start)
+        return (x + r).clamp(0, 1)
 
 
 class DistortionLayer(nn.Module):
@@ -156,6 +185,8 @@ class DistortionLayer(nn.Module):
         stages: list[DistortionStage] = []
         if cfg.pgd_steps > 0 and cfg.pgd_rho > 0:
             stages.append(PGD(cfg.pgd_rho, cfg.pgd_steps))
+        if cfg.adv_rho > 0 and cfg.adv_steps > 0:
+            stages.append(AdversarialNoise(cfg.adv_rho, cfg.adv_steps))
         if cfg.blur_kernel > 1 and cfg.blur_sigma > 0:
             k = cfg.blur_kernel
             stages.append(KorniaStage(kornia.filters.GaussianBlur2d((k, k), (cfg.blur_sigma, cfg.blur_sigma))))

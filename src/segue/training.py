@@ -168,7 +168,7 @@ class SegueTrainer:
         return codes, code_targets(codes, bits)
 
     @torch.no_grad()
-    def surrogate_input(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    def surrogate_input(self, x: torch.Tensor, s: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
         """What f learns from (and recalibrates its BatchNorm on): protected images made by G in
         eval mode, as protect makes them.
 
@@ -179,12 +179,13 @@ class SegueTrainer:
         """
         self.generator.eval()
         xp = (self.carrier(x) + self.generator(x, s)).clamp(0, 1)
-        return self.distortion(xp) if self.cfg.surrogate_distortion else xp
+        target = s if target is None else target  # AdversarialNoise attacks f's loss on it
+        return self.distortion(xp, target, self.surrogate) if self.cfg.surrogate_distortion else xp
 
     def surrogate_step(self, x: torch.Tensor, s: torch.Tensor, target: torch.Tensor | None = None) -> float:
         """One step of f on protected images (G frozen); returns the loss before the step."""
         target = s if target is None else target
-        xp = self.surrogate_input(x, s)
+        xp = self.surrogate_input(x, s, target)
         self.surrogate.train()
         loss = side_loss(self.surrogate(xp), target)
         self.opt_f.zero_grad(set_to_none=True)
@@ -208,7 +209,7 @@ class SegueTrainer:
         with torch.no_grad():
             protected = side_loss(self.surrogate((x + delta).clamp(0, 1)), target).item()
         xp = (self.carrier(x) + delta).clamp(0, 1)
-        ce = side_loss(self.surrogate(self.distortion(xp)), target)
+        ce = side_loss(self.surrogate(self.distortion(xp, target, self.surrogate)), target)
         l2 = delta.flatten(1).norm(dim=1).mean()
         loss = ce + self.cfg.l2_weight * l2
         self.opt_g.zero_grad(set_to_none=True)
@@ -234,8 +235,8 @@ class SegueTrainer:
         self.surrogate.train()
         for start in range(0, len(images), self.cfg.batch_size):
             x = images[start : start + self.cfg.batch_size].to(self.device)
-            s, _ = self.side_targets(side[start : start + self.cfg.batch_size].to(self.device))
-            self.surrogate(self.surrogate_input(x, s))
+            s, target = self.side_targets(side[start : start + self.cfg.batch_size].to(self.device))
+            self.surrogate(self.surrogate_input(x, s, target))
         for m, momentum in zip(bns, saved):
             m.momentum = momentum
 
