@@ -111,3 +111,15 @@ def test_config_base_is_inherited_and_overridden(tmp_path):
     a, b = benchmark.load_config(tmp_path / "a.yaml"), benchmark.load_config(tmp_path / "b.yaml")
     assert b["methods"]["random"]["eps_255"] == 4 and b["methods"]["clean"] == a["methods"]["clean"]
     assert b["grid"] == a["grid"] and b["output"].endswith("out_b") and "base" not in b
+
+
+def test_deadline_hh_mm_means_the_next_such_time():
+    """--deadline 00:10 given at 22:52 is tonight (read as today it had passed and every cell was skipped)."""
+    from datetime import datetime, timezone
+
+    parse_deadline = benchmark.parse_deadline
+    now = datetime(2026, 11, 27, 22, 52, tzinfo=timezone.utc)
+    assert parse_deadline("00:10", now) == datetime(2026, 11, 28, 0, 10, tzinfo=timezone.utc)
+    assert parse_deadline("23:30", now) == datetime(2026, 11, 27, 23, 30, tzinfo=timezone.utc)
+    assert parse_deadline("2026-11-28T00:45", now) == datetime(2026, 11, 28, 0, 45, tzinfo=timezone.utc)
+    assert parse_deadline(None) is None

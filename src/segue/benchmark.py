@@ -39,7 +39,7 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -252,14 +252,19 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def parse_deadline(text: str | None) -> datetime | None:
-    """``HH:MM`` (UTC, today) or an ISO timestamp; no new cell starts after it."""
+def parse_deadline(text: str | None, now: datetime | None = None) -> datetime | None:
+    """``HH:MM`` (UTC, the next such time) or an ISO timestamp; no new cell starts after it.
+
+    The next such time, not today's: "00:10" given at 22:52 means tonight, and read as today
+    it had already passed, so the run skipped every cell (session 14).
+    """
     if not text:
         return None
-    now = datetime.now(timezone.utc)
+    now = now or datetime.now(timezone.utc)
     if len(text) <= 5 and ":" in text:
         hh, mm = (int(t) for t in text.split(":"))
-        return now.replace(hour=hh, minute=mm, second=0, microsecond=0)
+        at = now.replace(hour=hh, minute=mm, second=0, microsecond=0)
+        return at if at > now else at + timedelta(days=1)
     dt = datetime.fromisoformat(text)
     return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
@@ -594,7 +599,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     b.add_argument("--only", action="append", help="run only cells whose id 'method|victim|countermeasure|seed' "
                                                    "matches one of these globs (comma-separated, repeatable)")
     b.add_argument("--max-cells", type=int, help="stop after running this many cells")
-    b.add_argument("--deadline", help="HH:MM (UTC) or ISO time after which no new cell starts")
+    b.add_argument("--deadline", help="HH:MM (UTC, the next such time) or ISO time after which no new cell starts")
     b.add_argument("--wait-while-exists", metavar="FILE", help="before each cell, wait while FILE exists (a CPU lock)")
     b.add_argument("--list", action="store_true", help="list the cells and whether each is done, run nothing")
     b.add_argument("--report-only", action="store_true", help="rewrite table.md and curves.png from results.jsonl")
