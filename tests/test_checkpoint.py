@@ -30,7 +30,7 @@ def test_shipped_generator_loads():
 
 
 def test_shipped_generators_load_by_name():
-    """--weights default|robust: both ship in the package; robust is the two-band one (issue 6)."""
+    """--weights default|robust|robust_rem ship in the package; robust is the two-band one (issue 6)."""
     import pytest
 
     from segue.checkpoint import SHIPPED, weights_path
@@ -38,11 +38,17 @@ def test_shipped_generators_load_by_name():
     default, _ = load_generator("default")
     robust, prov = load_generator("robust")
     assert weights_path("shipped") == weights_path(None) == weights_path("default")
-    assert set(SHIPPED) == {"default", "robust"} and robust.config.low_band > 1 and default.config.low_band == 0
+    assert set(SHIPPED) == {"default", "robust", "robust_rem"}
+    assert robust.config.low_band > 1 and default.config.low_band == 0
     assert robust.eps == default.eps == 8 / 255 and prov["train_config"]["distortion"]["jpeg_p"] > 0
     x = torch.rand(2, 3, 112, 112)
     d = robust(x, torch.tensor([0, 1]))
     assert d.abs().max() <= robust.eps + 1e-7
+    rem, prov = load_generator("robust_rem")  # a larger L-inf, held to PSNR >= 30.2 dB per image
+    assert rem.eps == 18 / 255 and prov["train_config"]["distortion"]["adv_rho"] == 4 / 255
+    d = rem(x, torch.tensor([0, 1]))
+    assert d.abs().max() <= rem.eps + 1e-7 and d.abs().max() > 8 / 255
+    assert (-20 * torch.log10(d.flatten(1).pow(2).mean(1).sqrt())).min() >= 30.2 - 1e-3
     with pytest.raises(KeyError, match="robust"):
         from segue.checkpoint import default_weights_path
 

@@ -23,6 +23,8 @@ DEFAULT_WEIGHTS = "webface10_112.safetensors"
 SHIPPED = {
     "default": DEFAULT_WEIGHTS,  # the paper's recipe (configs/webface10_112.yaml)
     "robust": "webface10_112_robust.safetensors",  # survives re-encoding/resizing (benchmarks/results/robust_gpu)
+    # + REM-style adversarial noise in training; L-inf up to 18/255 at PSNR >= 30.2 dB (configs/robust_rem_112.yaml)
+    "robust_rem": "webface10_112_robust_rem.safetensors",
 }
 
 

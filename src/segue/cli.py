@@ -208,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--psnr-floor", dest="psnr_floor", type=float,
                    help="scale each image's delta down to at least this PSNR in dB (default 0 = L-inf only)")
     t.add_argument("--max-seconds", dest="max_seconds", type=float, help="time budget: stop after the epoch that crosses it")
-    t.add_argument("--init", help="fine-tune: start from these generator weights (a path, or a shipped name: default, robust)")
+    t.add_argument("--init", help="fine-tune: start from these generator weights (a path, or a shipped name: default, robust, robust_rem)")
     t.add_argument("--seed", type=int)
     t.add_argument("--side-info", choices=["labels", "pseudo"], default="labels",
                    help="labels: class subfolders (default); pseudo: k-means clusters of face embeddings")
@@ -229,8 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("protect", help="protect every photo under IN into OUT")
     r.add_argument("input", help="input folder (never modified)")
     r.add_argument("-o", "--output", required=True, help="output folder (mirrors IN)")
-    r.add_argument("--weights", help="generator .safetensors, or a shipped one: 'default' (the paper's recipe) or 'robust' "
-                   "(survives JPEG/resizing/blur; see README)")
+    r.add_argument("--weights", help="generator .safetensors, or a shipped one: 'default' (the paper's recipe), 'robust' "
+                   "(survives JPEG/resizing/blur) or 'robust_rem' (also adversarial training and JPEG q10, "
+                   "L-inf up to 18/255 at PSNR >= 30.2 dB); see README")
     r.add_argument("--label", type=int, help="side label for every photo (flat folder of one person)")
     r.add_argument("--format", choices=["keep", "png"], default="keep",
                    help="keep each file's format (default; JPEG/WebP written at --quality, which weakens protection) "
@@ -280,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("serve", help="local web app: drop a photo, get it back protected")
     v.add_argument("--host", default="127.0.0.1")
     v.add_argument("--port", type=int, default=8000)
-    v.add_argument("--weights", help="generator .safetensors or a shipped name: default, robust")
+    v.add_argument("--weights", help="generator .safetensors or a shipped name: default, robust, robust_rem")
     v.set_defaults(func=cmd_serve)
     from segue.benchmark import add_parser as add_benchmark_parser
     add_benchmark_parser(sub)

@@ -6,8 +6,7 @@ official Segue code:
 
 * on the generator's *input* (``PGD``): the clean photo is nudged by up to rho in the
   direction that most raises the surrogate's loss before G sees it, so G must give a
-  working delta for slightly shifted versions of a photo too (an attacker's adversarial
-  training shifts photos exactly that way);
+  working delta for slightly shifted versions of a photo too;
 * on the *protected image* x + delta (blur, sharpness, flips): differentiable, so the
   gradient of the surrogate loss flows through them back into G.
 
