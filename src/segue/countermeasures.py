@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from segue.distortion import linf_pgd
+from segue.distortion import linf_pgd, uniform_start
 from segue.registry import Registry
 
 
@@ -241,9 +241,8 @@ class AdversarialTraining(BatchTransform):
         return {"rho_255": round(self.rho * 255, 3), "steps": self.steps}
 
     def __call__(self, model, x, y, gen):
-        start = ((torch.rand(x.shape, generator=gen) * 2 - 1) * self.rho).to(x.device)
         delta = linf_pgd(model, x, lambda logits: soft_cross_entropy(logits, y), self.rho, self.steps,
-                         self.step_size, start)
+                         self.step_size, uniform_start(x, self.rho, gen))
         return (x + delta).clamp(0, 1).detach(), y
 
 

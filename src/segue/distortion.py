@@ -85,6 +85,12 @@ class PGD(DistortionStage):
         return (x + eta).clamp(0, 1)
 
 
+def uniform_start(x: torch.Tensor, rho: float, gen: torch.Generator | None = None) -> torch.Tensor:
+    """A uniform random PGD start in [-rho, rho] (drawn on the CPU generator ``gen``, then moved to x's
+    device), shared by the attacker's adversarial training and the distortion layer's copy of it."""
+    return ((torch.rand(x.shape, generator=gen) * 2 - 1) * rho).to(x.device)
+
+
 def linf_pgd(model: nn.Module, x: torch.Tensor, loss_fn, rho: float, steps: int, step_size: float,
              start: torch.Tensor | None = None) -> torch.Tensor:
     """The offset within ``rho`` (L-inf) that raises ``loss_fn(model(x + eta))``: signed-gradient ascent,
@@ -165,10 +171,9 @@ class AdversarialNoise(DistortionStage):
     def forward(self, x, y=None, model=None):
         if model is None or y is None or self.steps == 0 or self.rho == 0:
             return x
-        start = (torch.rand_like(x) * 2 - 1) * self.rho
         with torch.enable_grad():  # f's input gradient also inside no_grad callers (surrogate_input)
             r = linf_pgd(model, x.detach(), lambda logits: side_loss(logits, y), self.rho, self.steps,
-                         self.rho / 4, start)
+                         self.rho / 4, uniform_start(x, self.rho))
         return (x + r).clamp(0, 1)
 
 
