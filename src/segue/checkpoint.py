@@ -23,7 +23,8 @@ DEFAULT_WEIGHTS = "webface10_112.safetensors"
 SHIPPED = {
     "default": DEFAULT_WEIGHTS,  # the paper's recipe (configs/webface10_112.yaml)
     "robust": "webface10_112_robust.safetensors",  # survives re-encoding/resizing (benchmarks/results/robust_gpu)
-    # + REM-style adversarial noise in training; L-inf up to 18/255 at PSNR >= 30.2 dB (configs/robust_rem_112.yaml)
+    # + REM-style adversarial noise in training; L-inf up to 18/255 at PSNR >= 30.2 dB (configs/robust_rem_112.yaml;
+    # benchmarks/results/robust_gpu/robust_2band_rem_long.*, 7 CPU + 13 H100 epochs from psnr18s2)
     "robust_rem": "webface10_112_robust_rem.safetensors",
 }
 
