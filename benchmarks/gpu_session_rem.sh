@@ -10,7 +10,8 @@
 #
 # Run from the repository root on the GPU machine, with .whl and .devdata (WebFace10) carried:
 #   TOTAL=475 GSEC=180 bash benchmarks/gpu_session_rem.sh
-#   TOTAL=240 bash benchmarks/gpu_session_rem.sh seeds      (a second call: the new generator's rows at seeds 1-2)
+#   TOTAL=230 bash benchmarks/gpu_session_rem.sh seeds      (a second call: the new generator's rows at seeds 1-2;
+#   its deadline cut adv_4 seed 2, run alone in a third call: README, session 15 commands)
 # Then here: python benchmarks/collect_gpu_session.py PATH/gpu_session_rem.tgz PATH/gpu_session_rem_seeds.tgz
 source "$(dirname "$0")/gpu_lib.sh"
 R=benchmarks/grids/robust_gpu.yaml
