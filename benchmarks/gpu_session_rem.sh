@@ -15,8 +15,6 @@
 # Then here: python benchmarks/collect_gpu_session.py PATH/gpu_session_rem.tgz PATH/gpu_session_rem_seeds.tgz
 source "$(dirname "$0")/gpu_lib.sh"
 R=benchmarks/grids/robust_gpu.yaml
-mkdir -p runs/cpu
-cp benchmarks/results/robust_gpu/robust_2band_rem.safetensors runs/cpu/   # the grid's path for segue_2band_rem
 
 if [ "${1:-main}" = seeds ]; then   # a second call: robust_2band_rem_long's rows at seeds 1-2
   cp benchmarks/results/robust_gpu/robust_2band_rem_long.safetensors runs/gpu/
@@ -31,6 +29,8 @@ if [ "${1:-main}" = seeds ]; then   # a second call: robust_2band_rem_long's row
 fi
 
 # ---- phase A
+mkdir -p runs/cpu
+cp benchmarks/results/robust_gpu/robust_2band_rem.safetensors runs/cpu/   # the grid's path for segue_2band_rem
 bg g_robust_2band_rem_long python3 -m segue.cli train "$SEGUE_WEBFACE10/train_clean" --config configs/robust_rem_112.yaml \
   --init runs/cpu/robust_2band_rem.safetensors --epochs 200 --max-seconds "$GSEC" \
   -o runs/gpu/robust_2band_rem_long.safetensors --device "$DEV"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from segue.checkpoint import SHIPPED
 from segue.runtime import resolve_device, versions
 
 
@@ -208,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--psnr-floor", dest="psnr_floor", type=float,
                    help="scale each image's delta down to at least this PSNR in dB (default 0 = L-inf only)")
     t.add_argument("--max-seconds", dest="max_seconds", type=float, help="time budget: stop after the epoch that crosses it")
-    t.add_argument("--init", help="fine-tune: start from these generator weights (a path, or a shipped name: default, robust, robust_rem)")
+    t.add_argument("--init", help=f"fine-tune: start from these generator weights (a path, or a shipped name: {', '.join(SHIPPED)})")
     t.add_argument("--seed", type=int)
     t.add_argument("--side-info", choices=["labels", "pseudo"], default="labels",
                    help="labels: class subfolders (default); pseudo: k-means clusters of face embeddings")
@@ -281,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("serve", help="local web app: drop a photo, get it back protected")
     v.add_argument("--host", default="127.0.0.1")
     v.add_argument("--port", type=int, default=8000)
-    v.add_argument("--weights", help="generator .safetensors or a shipped name: default, robust, robust_rem")
+    v.add_argument("--weights", help=f"generator .safetensors or a shipped name: {', '.join(SHIPPED)}")
     v.set_defaults(func=cmd_serve)
     from segue.benchmark import add_parser as add_benchmark_parser
     add_benchmark_parser(sub)
