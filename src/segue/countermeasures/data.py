@@ -1,0 +1,96 @@
+"""Data countermeasures: transform the whole protected training set once, as a saved image would be."""
+
+from __future__ import annotations
+
+import io
+
+import kornia.filters
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from segue.countermeasures import COUNTERMEASURES, Countermeasure, to_8bit
+
+
+@COUNTERMEASURES.register("jpeg")
+class JPEG(Countermeasure):
+    """Re-encode every image as a real JPEG (PIL, 4:2:0 subsampling as PIL's default) at ``quality``."""
+
+    name = "jpeg"
+
+    def __init__(self, quality: int = 75):
+        if not 1 <= quality <= 100:
+            raise ValueError(f"JPEG quality must be in 1..100, not {quality}")
+        self.quality = int(quality)
+
+    def apply(self, images: torch.Tensor) -> torch.Tensor:
+        out = []
+        for img in images:
+            arr = (img.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+            buf = io.BytesIO()
+            Image.fromarray(arr, "RGB").save(buf, format="JPEG", quality=self.quality)
+            buf.seek(0)
+            with Image.open(buf) as im:
+                dec = np.asarray(im.convert("RGB"), dtype=np.uint8)
+            out.append(torch.from_numpy(dec.copy()).permute(2, 0, 1).float() / 255)
+        return torch.stack(out)
+
+
+@COUNTERMEASURES.register("grayscale")
+class Grayscale(Countermeasure):
+    """Luma ``0.299 R + 0.587 G + 0.114 B`` copied to all three channels."""
+
+    name = "grayscale"
+
+    def apply(self, images: torch.Tensor) -> torch.Tensor:
+        w = torch.tensor([0.299, 0.587, 0.114], dtype=images.dtype).view(1, 3, 1, 1)
+        return to_8bit((images * w).sum(1, keepdim=True)).expand_as(images).contiguous()
+
+
+@COUNTERMEASURES.register("downscale")
+class Downscale(Countermeasure):
+    """Downscale by ``factor`` (antialiased bilinear), then back up to the original size (bilinear)."""
+
+    name = "downscale"
+
+    def __init__(self, factor: float = 0.5):
+        if not 0 < factor < 1:
+            raise ValueError(f"downscale factor must be in (0,1), not {factor}")
+        self.factor = float(factor)
+
+    def apply(self, images: torch.Tensor) -> torch.Tensor:
+        h, w = images.shape[-2:]
+        small = F.interpolate(images, size=(max(1, round(h * self.factor)), max(1, round(w * self.factor))),
+                              mode="bilinear", antialias=True, align_corners=False)
+        small = to_8bit(small)  # the attacker stores the small image
+        return to_8bit(F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False))
+
+
+@COUNTERMEASURES.register("blur")
+class Blur(Countermeasure):
+    """Gaussian blur (kornia), ``kernel`` x ``kernel`` with ``sigma``; reflect padding."""
+
+    name = "blur"
+
+    def __init__(self, kernel: int = 5, sigma: float = 1.0):
+        self.kernel, self.sigma = int(kernel), float(sigma)
+
+    def apply(self, images: torch.Tensor) -> torch.Tensor:
+        return to_8bit(kornia.filters.gaussian_blur2d(images, (self.kernel, self.kernel), (self.sigma, self.sigma)))
+
+
+@COUNTERMEASURES.register("bitdepth")
+class BitDepth(Countermeasure):
+    """Keep ``bits`` bits per channel (values ``round(x (2^b - 1)) / (2^b - 1)``)."""
+
+    name = "bitdepth"
+
+    def __init__(self, bits: int = 4):
+        if not 1 <= bits <= 8:
+            raise ValueError(f"bits must be in 1..8, not {bits}")
+        self.bits = int(bits)
+
+    def apply(self, images: torch.Tensor) -> torch.Tensor:
+        levels = 2**self.bits - 1
+        return to_8bit((images.clamp(0, 1) * levels).round() / levels)
