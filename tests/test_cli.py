@@ -26,7 +26,10 @@ def test_train_protect_evaluate_end_to_end(tmp_path, capsys):
     assert main(["evaluate", "--train", str(out), "--test", str(test), "--epochs", "1", "--image-size", "32",
                  "--device", "cpu", "-o", str(res)]) == 0
     r = json.loads(res.read_text())
-    assert len(r["history"]) == 1 and 0 <= r["peak_acc"] <= 1 and r["victim"]["model"] == "resnet18"
+    # evaluate trained on OUT and scored the 6 clean test photos of 3 people, one epoch
+    assert r["train"] == str(out.resolve()) and r["chance"] == round(1 / 3, 4) and len(r["history"]) == 1
+    assert r["peak_acc"] == r["final_acc"] == r["history"][0]["test_acc"]
+    assert abs(r["peak_acc"] * 6 - round(r["peak_acc"] * 6)) < 1e-3  # a count out of the 6 test photos
 
 
 def test_train_flags_shape_the_generator(tmp_path):
@@ -50,3 +53,50 @@ def test_missing_input_is_a_one_line_error(tmp_path, capsys):
     assert main(["protect", str(tmp_path / "nope"), "-o", str(tmp_path / "out"), "-q"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("segue protect: error:")
+
+
+def _tiny_weights(tmp_path):
+    import torch
+
+    from segue.checkpoint import save_generator
+    from segue.generator import Generator, GeneratorConfig
+
+    torch.manual_seed(0)
+    return save_generator(Generator(GeneratorConfig(width=16, image_size=32)), tmp_path / "g.safetensors",
+                          {"image_size": 32})
+
+
+def test_protect_exits_nonzero_when_any_file_is_not_protected(tmp_path, capsys):
+    """One bad file among good ones: the good ones are written, its error is printed, the exit code is 1."""
+    weights = _tiny_weights(tmp_path)
+    data = make_photo_folder(tmp_path / "in", identities=2, per_identity=2, size=(32, 32))
+    args = ["--weights", str(weights), "--device", "cpu", "-q"]
+    assert main(["protect", str(data), "-o", str(tmp_path / "o1"), *args]) == 0
+    (data / "person1" / "broken.png").write_bytes(b"not a png")
+    assert main(["protect", str(data), "-o", str(tmp_path / "o2"), *args]) == 1
+    assert "person1/broken.png" in capsys.readouterr().err
+    assert len(list((tmp_path / "o2").rglob("*.png"))) == 4
+
+
+def test_protect_flat_folder_without_label(tmp_path):
+    weights = _tiny_weights(tmp_path)
+    flat = make_photo_folder(tmp_path / "photos", identities=1, per_identity=3, size=(32, 32)) / "person0"
+    out = tmp_path / "out"
+    assert main(["protect", str(flat), "-o", str(out), "--weights", str(weights), "--device", "cpu", "-q"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["summary"]["protected"] == 3 and {r["label"] for r in report["files"]} == {0}
+
+
+def test_protect_redo_flags(tmp_path):
+    """--overwrite redoes existing outputs (skipping them is the default); --skip-existing is gone."""
+    weights = _tiny_weights(tmp_path)
+    data = make_photo_folder(tmp_path / "in", identities=1, per_identity=2, size=(32, 32))
+    args = ["protect", str(data), "-o", str(tmp_path / "out"), "--weights", str(weights), "--device", "cpu", "-q"]
+    assert main(args) == 0 and main(args) == 0
+    assert len(json.loads((tmp_path / "out" / "report.json").read_text())["skipped_existing"]) == 2
+    assert main([*args, "--overwrite"]) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["summary"]["protected"] == 2 and report["skipped_existing"] == []
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--skip-existing"])
+    assert exc.value.code == 2

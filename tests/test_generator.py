@@ -39,9 +39,20 @@ def test_label_code_is_binary_and_unique():
 
 
 def test_runs_on_cpu_explicitly():
-    g = Generator(GeneratorConfig(width=16)).to("cpu")
-    out = g(torch.rand(1, 3, 20, 20, device="cpu"), torch.tensor([3]))
-    assert out.device.type == "cpu"
+    """On an explicit CPU device G gives a real delta: on the CPU, finite, not vanishing, within eps, the
+    same on a second call, and (where a GPU exists) the same as on the GPU up to float error."""
+    torch.manual_seed(0)
+    g = Generator(GeneratorConfig(width=16)).to("cpu").eval()
+    x, y = torch.rand(2, 3, 20, 20, device="cpu"), torch.tensor([3, 3])
+    with torch.no_grad():
+        out, again = g(x, y), g(x, y)
+    assert out.device.type == "cpu" and out.shape == x.shape and torch.isfinite(out).all()
+    assert 0.1 * g.eps < out.abs().max() <= g.eps + 1e-7 and torch.equal(out, again)
+    assert not torch.allclose(out[0], out[1])  # two different photos get two different deltas
+    if torch.cuda.is_available():
+        with torch.no_grad():
+            on_gpu = g.to("cuda")(x.cuda(), y.cuda()).cpu()
+        assert torch.allclose(out, on_gpu, atol=1e-4)
 
 
 def test_parameter_count_is_small():

@@ -1,4 +1,7 @@
 import json
+import os
+import stat
+import warnings
 
 import numpy as np
 import pytest
@@ -67,14 +70,137 @@ def test_bad_file_gets_one_error_and_run_goes_on(photo_folder, tmp_path, generat
     assert not list(out.rglob("*.part")) and not (out / "person0" / "broken.png").exists()
 
 
-def test_flat_folder_needs_label(tmp_path, generator):
+def test_flat_folder_is_one_person(tmp_path, generator):
+    """A folder without subfolders is one person: side label 0, or --label's."""
     flat = tmp_path / "flat"
     flat.mkdir()
     Image.new("RGB", (20, 24), "white").save(flat / "me.png")
+    Image.new("RGB", (20, 24), "black").save(flat / "me2.png")
     report = protect_folder(generator, flat, tmp_path / "o1", progress=False)
-    assert report["summary"]["protected"] == 0 and "--label" in report["errors"][0]["error"]
+    assert report["errors"] == [] and report["summary"]["protected"] == 2
+    assert [r["label"] for r in report["files"]] == [0, 0] and (tmp_path / "o1" / "me2.png").exists()
     report = protect_folder(generator, flat, tmp_path / "o2", ProtectOptions(label=3), progress=False)
     assert report["files"][0]["label"] == 3 and (tmp_path / "o2" / "me.png").exists()
+
+
+def test_top_level_files_of_a_tree_are_one_more_person(photo_folder, tmp_path, generator):
+    """person0..2/ are labels 0..2; files directly in IN are the next identity, 3."""
+    Image.new("RGB", (20, 24), "white").save(photo_folder / "loose.png")
+    report = protect_folder(generator, photo_folder, tmp_path / "out", progress=False)
+    labels = {r["input"]: r["label"] for r in report["files"]}
+    assert report["errors"] == [] and labels["loose.png"] == 3 and labels["person2/img0.png"] == 2
+    assert (tmp_path / "out" / "loose.png").exists()
+
+
+def _pillow_rgb(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
+
+
+def test_cmyk_jpeg_is_protected_relative_to_pillows_rgb_reading(tmp_path, generator):
+    """A CMYK JPEG comes back as an RGB JPEG within eps + the JPEG tolerance of Pillow's RGB reading of it
+    (chroma subsampling used to move detailed colour by up to 254/255)."""
+    src = tmp_path / "in" / "p"
+    src.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (48, 40, 4), dtype=np.uint8), "CMYK").save(src / "scan.jpg", quality=95)
+    with pytest.warns(UserWarning, match="lossy"):
+        report = protect_folder(generator, tmp_path / "in", tmp_path / "out", progress=False)
+    out = tmp_path / "out" / "p" / "scan.jpg"
+    assert Image.open(out).mode == "RGB" and Image.open(out).format == "JPEG"
+    linf = np.abs(_pillow_rgb(out) - _pillow_rgb(src / "scan.jpg")).max()
+    assert 0 < linf <= round(generator.eps * 255) + 32 and report["files"][0]["linf"] == linf
+
+
+def test_palette_grey_alpha_and_16_bit_are_protected_relative_to_their_reading(tmp_path, generator):
+    """P -> RGB, LA -> LA (alpha exact), I;16 -> L scaled by 1/257 (as viewers show it; Pillow's own
+    RGB conversion clips it at 255), all within eps."""
+    src = tmp_path / "in" / "p"
+    src.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 256, (30, 26, 3), dtype=np.uint8)
+    Image.fromarray(rgb).convert("P").save(src / "pal.png")
+    Image.fromarray(np.dstack([rgb[..., 0], rgb[..., 1]]), "LA").save(src / "la.png")
+    bright = rng.integers(0, 65536, (30, 26)).astype(np.uint16)
+    Image.fromarray(bright).save(src / "bright16.png")
+    Image.fromarray(bright // 300).save(src / "dark16.png")  # every value below 256: still 16-bit
+    report = protect_folder(generator, tmp_path / "in", tmp_path / "out", progress=False)
+    assert report["errors"] == []
+    out = tmp_path / "out" / "p"
+    eps255 = round(generator.eps * 255)
+    assert Image.open(out / "pal.png").mode == "RGB"
+    assert 0 < np.abs(_pillow_rgb(out / "pal.png") - _pillow_rgb(src / "pal.png")).max() <= eps255
+    la = Image.open(out / "la.png")
+    assert la.mode == "LA" and np.array_equal(np.asarray(la)[..., 1], rgb[..., 1])
+    assert 0 < np.abs(_pillow_rgb(out / "la.png") - _pillow_rgb(src / "la.png")).max() <= eps255
+    for name, values in (("bright16.png", bright), ("dark16.png", bright // 300)):
+        grey = Image.open(out / name)
+        expected = np.round(values / 257.0)
+        assert grey.mode == "L" and 0 < np.abs(np.asarray(grey, dtype=np.int16) - expected).max() <= eps255, name
+
+
+@pytest.mark.parametrize("name,mode", [("noise.webp", "RGB"), ("alpha.webp", "RGBA"), ("noise.png", "RGB"),
+                                       ("alpha.png", "RGBA"), ("noise.tif", "RGB"), ("alpha.tif", "RGBA"),
+                                       ("noise.bmp", "RGB"), ("grey.bmp", "L"), ("noise.ppm", "RGB")])
+def test_lossless_inputs_are_written_losslessly(tmp_path, generator, name, mode):
+    """A lossless WebP stays lossless WebP (it was re-encoded lossy at q95: L-inf 218 on noise); PNG, TIFF,
+    BMP and PPM are exact too: every written pixel within eps, alpha unchanged."""
+    src = tmp_path / "in" / "p"
+    src.mkdir(parents=True)
+    rng = np.random.default_rng(2)
+    pixels = rng.integers(0, 256, (36, 28, len(mode)), dtype=np.uint8)
+    Image.fromarray(pixels[..., 0] if mode == "L" else pixels, mode).save(src / name, lossless=True)
+    report = protect_folder(generator, tmp_path / "in", tmp_path / "out", progress=False)
+    out = tmp_path / "out" / "p" / name
+    assert report["errors"] == []
+    if name.endswith(".webp"):
+        assert b"VP8L" in out.read_bytes()[:64] and b"VP8 " not in out.read_bytes()[:64]
+    assert 0 < np.abs(_pillow_rgb(out) - _pillow_rgb(src / name)).max() <= round(generator.eps * 255)
+    if "A" in mode:
+        assert np.array_equal(np.asarray(Image.open(out))[..., 3], pixels[..., 3])
+
+
+def test_lossy_webp_stays_lossy(tmp_path, generator):
+    src = tmp_path / "in" / "p"
+    src.mkdir(parents=True)
+    Image.new("RGB", (30, 30), (120, 80, 60)).save(src / "photo.webp", quality=80)
+    with pytest.warns(UserWarning, match="lossy"):
+        protect_folder(generator, tmp_path / "in", tmp_path / "out", progress=False)
+    assert b"VP8 " in (tmp_path / "out" / "p" / "photo.webp").read_bytes()[:64]
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640])
+def test_outputs_get_the_inputs_permissions(tmp_path, generator, mode):
+    """Outputs were 0600 (a renamed temporary file); now the input's mode (less the umask, as cp does)."""
+    src = make_photo_folder(tmp_path / "in", identities=1, per_identity=1)
+    (src / "person0" / "img0.png").chmod(mode)
+    old = os.umask(0o022)
+    try:
+        protect_folder(generator, src, tmp_path / "out", progress=False)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "out" / "person0" / "img0.png").stat().st_mode) == mode
+    assert stat.S_IMODE((tmp_path / "out" / "report.json").stat().st_mode) == 0o644
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_output_beyond_eps_is_an_error_and_not_kept(tmp_path, generator, monkeypatch, suffix):
+    """A broken delta (40/255, eps is 8) must not reach the user: one error line, no file."""
+    src = make_photo_folder(tmp_path / "in", identities=1, per_identity=2, suffix=suffix)
+    monkeypatch.setattr("segue.protect.paste",
+                        lambda rgb, pieces, eps: np.clip(rgb.astype(np.int16) + 40, 0, 255).astype(np.uint8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = protect_folder(generator, src, tmp_path / "out", progress=False)
+    assert report["summary"]["protected"] == 0 and len(report["errors"]) == 2
+    assert all("L-inf" in e["error"] and "\n" not in e["error"] for e in report["errors"])
+    assert sorted(p.name for p in (tmp_path / "out").rglob("*") if p.is_file()) == ["report.json"]
+
+
+def test_overwrite_redoes_existing_outputs(photo_folder, tmp_path, generator):
+    out = tmp_path / "out"
+    protect_folder(generator, photo_folder, out, progress=False)
+    again = protect_folder(generator, photo_folder, out, ProtectOptions(overwrite=True), progress=False)
+    assert again["summary"]["protected"] == 12 and again["skipped_existing"] == []
 
 
 def test_rerun_skips_existing_outputs(photo_folder, tmp_path, generator):

@@ -260,7 +260,7 @@ def test_ray_engine_writes_the_same_bytes_as_the_local_engine(tmp_path, generato
     with pytest.warns(UserWarning):
         local = protect_folder(local_gen, src, tmp_path / "local", ProtectOptions(batch_size=4), progress=False)
     assert main(["protect", str(src), "-o", str(tmp_path / "ray"), "--weights", str(weights), "--batch-size", "4",
-                 "--engine", "ray", "--ray-cpus", "2", "--device", "cpu", "-q"]) == 0
+                 "--engine", "ray", "--ray-cpus", "2", "--device", "cpu", "-q"]) == 1  # 1: broken.png
     remote = json.loads((tmp_path / "ray" / "report.json").read_text())
     assert remote["engine"] == "ray" and local["summary"]["protected"] == remote["summary"]["protected"] == 10
     assert [e["input"] for e in remote["errors"]] == ["p/broken.png"]

@@ -6,11 +6,19 @@ killed run left behind are recognisable by name and removed by the next run.
 
 Decoding is by content, never by extension, and every way a file can be unusable ends in one
 :class:`BadImage` with a one-line reason a person can act on.
+
+The format policy lives here too: what a decoded photo is compared against (Pillow's RGB
+reading; 16-bit grey scaled by 1/257, as viewers show it), which outputs are lossless (PNG,
+TIFF, BMP, PPM, and WebP when the input was lossless WebP or any other lossless format) and
+how lossy ones are encoded (JPEG without chroma subsampling, which would average delta's colour
+over 2x2 blocks and move detailed colour by up to 254/255), and how far a lossy encoder may
+move a pixel beyond eps (:func:`encoder_tolerance`).
 """
 
 from __future__ import annotations
 
 import io
+import math
 import os
 import tempfile
 import warnings
@@ -26,7 +34,13 @@ SAVE_FORMAT_BY_SUFFIX = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp"
                          ".tif": "TIFF", ".tiff": "TIFF", ".pgm": "PPM", ".ppm": "PPM"}
 DEFAULT_MAX_PIXELS = 100_000_000  # a decompression-bomb guard; 12-MP phone photos are far below it
 PART_PREFIX = ".segue-tmp-"  # temporary outputs: ".segue-tmp-<name>.<random>.part"
+# How far (/255) JPEG and lossy WebP at quality >= 95 may move a pixel beyond eps. Measured at q95: uniform noise
+# moves by 20/255 as 4:4:4 JPEG (by 212 with chroma subsampling), a face crop plus +-8 noise by 20 (JPEG) and 24
+# (WebP). Lower qualities scale it like libjpeg's quantiser (see encoder_tolerance): q85 x3, q75 x5, q50 x10.
+LOSSY_TOLERANCE_255 = 32
 _ORIENTATION = 0x0112
+_UMASK = os.umask(0o022)  # read once, at import (setting it is the only way to read it, and threads race on that)
+os.umask(_UMASK)
 
 
 class BadImage(ValueError):
@@ -45,6 +59,11 @@ class Photo:
     exif: bytes | None = None  # kept only when asked (orientation reset: pixels are already upright)
     notes: list[str] = field(default_factory=list)  # conversions a person should know about
     raw: bytes | None = None  # the file's bytes, for copying a photo through unchanged
+    lossless: bool = True  # the input's own encoding: a lossless WebP is written back lossless
+
+    def output_is_lossy(self, fmt: str) -> bool:
+        """JPEG always; WebP unless the input itself was lossless (lossless inputs stay lossless)."""
+        return fmt == "JPEG" or (fmt == "WEBP" and not self.lossless)
 
     def tensor(self) -> torch.Tensor:
         return torch.from_numpy(self.rgb).permute(2, 0, 1).float() / 255
@@ -62,8 +81,10 @@ def _eight_bit(im: Image.Image, notes: list[str]) -> Image.Image:
         notes.append(f"palette image written as {'RGBA' if has_alpha else 'RGB'}")
         return im.convert("RGBA" if has_alpha else "RGB")
     if mode.startswith("I;16") or mode == "I":
+        # 16-bit grey is scaled by 1/257 whatever its values (a dark photo stays dark; Pillow's own RGB
+        # conversion clips at 255 instead); 32-bit "I" has no known range, so values up to 255 are taken as 8-bit
         arr = np.asarray(im, dtype=np.float64)
-        scale = 257.0 if arr.max(initial=0) > 255 else 1.0
+        scale = 257.0 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 1.0
         notes.append(f"{'16' if mode.startswith('I;16') else '32'}-bit grey written as 8-bit")
         return Image.fromarray(np.clip(np.round(arr / scale), 0, 255).astype(np.uint8), "L")
     if mode in ("CMYK", "YCbCr", "LAB", "HSV", "RGBX", "RGBa", "La"):
@@ -129,7 +150,31 @@ def read_photo(source: str | Path | bytes | io.BytesIO, max_pixels: int = DEFAUL
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise BadImage(f"corrupt or truncated image data: {msg}") from None
-    return Photo(rgb=rgb, mode=mode, alpha=alpha, format=fmt, icc_profile=icc, exif=exif, notes=notes, raw=raw)
+    lossless = fmt not in ("JPEG", "MPO", "WEBP") or (fmt == "WEBP" and webp_is_lossless(raw))
+    return Photo(rgb=rgb, mode=mode, alpha=alpha, format=fmt, icc_profile=icc, exif=exif, notes=notes, raw=raw,
+                 lossless=lossless)
+
+
+def webp_is_lossless(raw: bytes) -> bool:
+    """Whether a WebP's pixels are a VP8L (lossless) chunk rather than VP8 (lossy); Pillow does not say.
+
+    RIFF layout: "RIFF", size, "WEBP", then chunks (fourcc, little-endian size, data padded to even);
+    an extended file (VP8X) has metadata/alpha chunks before the one holding the pixels.
+    """
+    pos = 12
+    while pos + 8 <= len(raw):
+        fourcc, size = raw[pos : pos + 4], int.from_bytes(raw[pos + 4 : pos + 8], "little")
+        if fourcc in (b"VP8L", b"VP8 "):
+            return fourcc == b"VP8L"
+        pos += 8 + size + (size & 1)
+    return False
+
+
+def encoder_tolerance(quality: int) -> int:
+    """How far (/255) a lossy encoder at ``quality`` may move a pixel beyond eps: ``LOSSY_TOLERANCE_255`` at
+    q >= 95, scaled like libjpeg's quantisation tables (x(200-2q)/10 from q50 up, x500/q below)."""
+    scale = max(200 - 2 * quality, 10) if quality >= 50 else 5000 / max(quality, 1)
+    return math.ceil(LOSSY_TOLERANCE_255 * scale / 10)
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
@@ -149,18 +194,23 @@ def encode(photo: Photo, rgb: np.ndarray) -> Image.Image:
 
 
 def save_image(image: Image.Image, target, fmt: str, icc_profile: bytes | None = None, quality: int = 95,
-               exif: bytes | None = None) -> None:
+               exif: bytes | None = None, lossless: bool = False) -> None:
     """Encode ``image`` as ``fmt`` to a path or file object (high quality for lossy formats).
 
-    Metadata is written only when passed: a fresh image carries no EXIF, GPS or XMP.
+    Metadata is written only when passed: a fresh image carries no EXIF, GPS or XMP. JPEG is
+    written 4:4:4 (chroma subsampling would blur delta's colour and, on detailed colour, move
+    pixels far beyond eps); WebP keeps the RGB under transparent pixels (``exact``) and is
+    lossless when ``lossless``.
     """
     kwargs: dict = {}
     if icc_profile:
         kwargs["icc_profile"] = icc_profile
     if exif and fmt in ("JPEG", "PNG", "WEBP", "TIFF"):
         kwargs["exif"] = exif
-    if fmt in LOSSY_FORMATS:
-        kwargs["quality"] = quality
+    if fmt == "JPEG":
+        kwargs.update(quality=quality, subsampling=0)
+    elif fmt == "WEBP":
+        kwargs.update({"lossless": True} if lossless else {"quality": quality}, exact=True)
     if fmt == "JPEG" and image.mode in ("RGBA", "LA"):
         image = image.convert("RGB" if image.mode == "RGBA" else "L")
     image.save(target, format=fmt, **kwargs)
@@ -169,15 +219,24 @@ def save_image(image: Image.Image, target, fmt: str, icc_profile: bytes | None =
 def encode_bytes(photo: Photo, rgb: np.ndarray, fmt: str, quality: int = 95) -> bytes:
     """The output file's bytes: one function, so every engine writes identical files."""
     buf = io.BytesIO()
-    save_image(encode(photo, rgb), buf, fmt, photo.icc_profile, quality, photo.exif)
+    save_image(encode(photo, rgb), buf, fmt, photo.icc_profile, quality, photo.exif, not photo.output_is_lossy(fmt))
     return buf.getvalue()
 
 
-def write_atomic(data: bytes, path: Path) -> None:
-    """Write to a temp file next to ``path`` and rename; a crash or Ctrl-C leaves no partial file."""
+def write_atomic(data: bytes, path: Path, like: Path | None = None) -> None:
+    """Write to a temp file next to ``path`` and rename; a crash or Ctrl-C leaves no partial file.
+
+    The temp file is created 0600; the result gets ``like``'s permissions (an output gets its
+    input's), or a new file's, both less the umask as ``cp`` does.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = like.stat().st_mode & 0o777 if like is not None else 0o666  # no setuid/sticky bits
+    except OSError:  # the input vanished meanwhile: a new file's permissions
+        mode = 0o666
     fd, tmp = tempfile.mkstemp(prefix=f"{PART_PREFIX}{path.name}.", suffix=".part", dir=path.parent)
     try:
+        os.fchmod(fd, mode & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)

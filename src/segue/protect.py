@@ -5,6 +5,17 @@ converts; lossy output is warned about, because JPEG destroys part of delta). Th
 only ever read. Each file is handled on its own: a file that cannot be read gets a one-line
 error in the log and in ``report.json``, and the run goes on.
 
+Side labels (who is in a photo) come from the tree: each subfolder of IN is one person (label =
+its index in natural order), and the files directly in IN are one more person, after them
+(label = the number of subfolders; so a flat folder is one person, label 0). ``--label N`` gives
+every photo label N; pseudo-label generators label each face themselves.
+
+Every written file is decoded again and measured against its input as :func:`segue.imageio.read_photo`
+decodes it (Pillow's RGB reading; 16-bit grey scaled by 1/257): its L-inf must stay within eps
+for lossless outputs (PNG, TIFF, BMP, PPM, WebP from a lossless input) and within eps plus
+:func:`segue.imageio.encoder_tolerance` for JPEG and lossy WebP. A file beyond that is refused
+(an error, nothing written), as is one whose encoder dropped its alpha channel.
+
 Where delta goes (``ProtectOptions.region``):
 
 - ``full``: the whole frame, as the generator was trained on face crops.
@@ -25,6 +36,7 @@ Every engine (local threads here, Ray in :mod:`segue.ray_engine`) calls the same
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -44,7 +56,7 @@ from segue.data import IMAGE_SUFFIXES, natural_key
 from segue.faces import Box, FaceDetector, create_detector, crop_around
 from segue.generator import Generator
 from segue.imageio import (DEFAULT_MAX_PIXELS, LOSSY_FORMATS, SAVE_FORMAT_BY_SUFFIX, BadImage, Photo, encode_bytes,
-                           read_photo, remove_stale_parts, to_uint8, write_atomic)
+                           encoder_tolerance, read_photo, remove_stale_parts, to_uint8, write_atomic)
 from segue.side_info import SideInfo
 
 SSIM_MAX_PIXELS = 4_000_000  # SSIM of larger regions is skipped (reported as null): it costs more than protecting
@@ -79,7 +91,11 @@ class Job:
 
 
 def plan_jobs(in_dir: Path, out_dir: Path, opts: ProtectOptions) -> tuple[list[Job], list[dict]]:
-    """Pair every input image with its output path and side label; explain what cannot be done."""
+    """Pair every input image with its output path and side label; explain what cannot be done.
+
+    Files directly in IN get the label after the subfolders' (see the module docstring): they
+    are protected as one more person rather than refused, so a flat folder needs no ``--label``.
+    """
     in_dir, out_dir = in_dir.resolve(), out_dir.resolve()
     if not in_dir.is_dir():
         raise FileNotFoundError(f"input folder not found: {in_dir}")
@@ -95,11 +111,8 @@ def plan_jobs(in_dir: Path, out_dir: Path, opts: ProtectOptions) -> tuple[list[J
             label = None  # assigned from the photo when it is loaded
         elif opts.label is not None:
             label = opts.label
-        elif len(rel.parts) > 1:
-            label = classes.index(rel.parts[0])
         else:
-            errors.append({"input": str(rel), "error": "no identity: file is not in a class subfolder; pass --label N"})
-            continue
+            label = classes.index(rel.parts[0]) if len(rel.parts) > 1 else len(classes)
         dst = out_dir / (rel if opts.output_format == "keep" else rel.with_suffix(".png"))
         if dst in claimed:
             errors.append({"input": str(rel), "error": f"output name {dst.name} is already taken by {claimed[dst]}"})
@@ -236,8 +249,22 @@ class Protector:
             items[i][0].label = lab
         return labels
 
+    @property
+    def eps255(self) -> int:
+        """eps in /255 steps: a pixel moved by at most eps and rounded moves by at most its ceiling."""
+        return math.ceil(self.generator.eps * 255 - 1e-6)
+
+    def linf_limit(self, fmt: str, photo: Photo) -> int:
+        """The largest L-inf (/255) a written file may have: eps, plus the encoder's tolerance if lossy."""
+        return self.eps255 + (encoder_tolerance(self.opts.quality) if photo.output_is_lossy(fmt) else 0)
+
     def finish(self, job: Job, photo: Photo, protected: np.ndarray | None, boxes: list[Box] | None) -> tuple[bytes, dict]:
-        """The output file's bytes and its report row."""
+        """The output file's bytes and its report row.
+
+        The bytes are decoded again and measured against the input, so the row reports what the
+        user gets; beyond :meth:`linf_limit`, or with the alpha channel lost, the file is refused
+        with :class:`BadImage` (a report line saying "L-inf 254" is no protection).
+        """
         fmt = SAVE_FORMAT_BY_SUFFIX.get(job.dst.suffix.lower(), "PNG")
         row = {"input": job.rel, "output": job.dst.name, "label": job.label,
                "region": "full" if boxes is None else "faces", "faces": None if boxes is None else len(boxes)}
@@ -248,11 +275,16 @@ class Protector:
             data = photo.raw if same_format else encode_bytes(photo, photo.rgb, fmt, self.opts.quality)
             return data, {**row, "status": "no_face", "psnr": None, "ssim": None, "linf": 0}
         data = encode_bytes(photo, protected, fmt, self.opts.quality)
-        if fmt in LOSSY_FORMATS:  # measure what the user gets, JPEG loss included
-            metrics = quality_metrics(photo.rgb, read_photo(data, max_pixels=2**62).rgb)
-        else:
-            h, w = photo.rgb.shape[:2]
-            metrics = quality_metrics(photo.rgb, protected, union(boxes) if boxes else (0, 0, w, h))
+        back, lossy = read_photo(data, max_pixels=2**62), photo.output_is_lossy(fmt)
+        # a lossy encoder changes the whole frame; a lossless one only the regions (SSIM is costly)
+        metrics = quality_metrics(photo.rgb, back.rgb, union(boxes) if boxes and not lossy else None)
+        metrics["linf"] = linf = int(np.abs(back.rgb.astype(np.int16) - photo.rgb).max(initial=0))
+        limit = self.linf_limit(fmt, photo)
+        if linf > limit:
+            allowed = f"eps {self.eps255}" + (f" + {fmt} q{self.opts.quality} tolerance {limit - self.eps255}" if lossy else "")
+            raise BadImage(f"output not written: L-inf {linf}/255 exceeds the {limit}/255 allowed ({allowed})")
+        if photo.alpha is not None and fmt != "JPEG" and (back.alpha is None or not np.array_equal(back.alpha, photo.alpha)):
+            raise BadImage(f"output not written: the {fmt} encoder does not keep the alpha channel; --format png keeps it")
         if boxes:
             row["boxes"] = [list(b) for b in boxes]
         return data, {**row, "status": "protected", **metrics}
@@ -290,11 +322,14 @@ def load_job(job: Job, opts: ProtectOptions, data: bytes | None = None) -> tuple
 
 
 def finish_and_write(protector: Protector, job: Job, photo: Photo, out: np.ndarray | None, boxes) -> dict:
-    """Encode and atomically write one output; a failure here is that file's error row, not the run's."""
+    """Encode and atomically write one output (with its input's permissions); a failure here is that
+    file's error row, not the run's."""
     try:
         data, row = protector.finish(job, photo, out, boxes)
-        write_atomic(data, job.dst)
+        write_atomic(data, job.dst, like=job.src)
         return row
+    except BadImage as exc:  # refused by the L-inf check
+        return {"input": job.rel, "status": "error", "error": str(exc)}
     except Exception as exc:
         return {"input": job.rel, "status": "error", "error": f"cannot write output: {type(exc).__name__}: {exc}".splitlines()[0]}
 
@@ -304,8 +339,8 @@ def prepare_run(in_dir: Path, out_dir: Path, opts: ProtectOptions) -> tuple[list
     jobs, errors = plan_jobs(in_dir, out_dir, opts)
     remove_stale_parts(out_dir.resolve())
     if opts.output_format == "keep" and any(SAVE_FORMAT_BY_SUFFIX.get(j.dst.suffix.lower()) in LOSSY_FORMATS for j in jobs):
-        warnings.warn("writing lossy JPEG/WebP output (quality %d): re-encoding weakens the protection; "
-                      "--format png keeps all of it" % opts.quality, stacklevel=3)
+        warnings.warn("writing lossy JPEG/WebP output (quality %d; lossless WebP stays lossless): re-encoding "
+                      "weakens the protection; --format png keeps all of it" % opts.quality, stacklevel=3)
     done = [j for j in jobs if j.dst.exists() and not opts.overwrite]
     return [j for j in jobs if not (j.dst.exists() and not opts.overwrite)], done, errors
 
@@ -318,6 +353,8 @@ def report_error(errors: list[dict], rel: str, message: str) -> None:
 def protect_folder(generator: Generator, in_dir: str | Path, out_dir: str | Path, opts: ProtectOptions | None = None,
                    progress: bool = True, detector: FaceDetector | None = None) -> dict:
     """Protect every image under ``in_dir`` into ``out_dir``; returns (and writes) the report.
+
+    Labels: one per subfolder, the files directly in ``in_dir`` one more (a flat folder: 0).
 
     Decoding of the next batch and encoding of the last one run in threads while the
     generator works on the current one. Ctrl-C finishes the files being written, writes the

@@ -40,7 +40,7 @@ class ProtectActor:
         rows, good = [], []
         for path, data in zip(batch["path"], batch["bytes"]):
             rel, dst, label = self.jobs[_local_path(path)]
-            job, photo, error = load_job(Job(Path(path), Path(dst), rel, label), self.opts, bytes(data))
+            job, photo, error = load_job(Job(Path(_local_path(path)), Path(dst), rel, label), self.opts, bytes(data))
             if error is not None:
                 rows.append({"input": rel, "status": "error", "error": error})
             else:

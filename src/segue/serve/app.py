@@ -64,7 +64,10 @@ class PhotoProtector:
         job = Job(Path("upload"), Path(f"upload.{SUFFIXES[fmt]}"), "upload", label)
         with self.lock:
             (out, boxes), = self.protector.perturb([(job, photo)])
-        data, row = self.protector.finish(job, photo, out, boxes)
+        try:
+            data, row = self.protector.finish(job, photo, out, boxes)
+        except BadImage as exc:  # the encoded result failed the L-inf check
+            raise HTTPException(422, f"image could not be protected: {exc}") from None
         return data, fmt, row
 
 
