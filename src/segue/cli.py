@@ -111,7 +111,11 @@ def cmd_cluster(args: argparse.Namespace) -> int:
 
 
 def cmd_protect(args: argparse.Namespace) -> int:
-    """Protect a folder with a trained (or the shipped) generator."""
+    """Protect a folder with a trained (or the shipped) generator.
+
+    Exit status 1 whenever a file could not be protected (its error is on stderr and in
+    report.json; the other files are still written), 130 on Ctrl-C, 2 on a usage error.
+    """
     from segue.protect import ProtectOptions
 
     opts = ProtectOptions(label=args.label, output_format=args.format, batch_size=args.batch_size,
@@ -140,7 +144,7 @@ def cmd_protect(args: argparse.Namespace) -> int:
     print(f"protected {s['protected']} images ({s['no_face']} without a face copied unchanged, {s['errors']} errors, "
           f"{len(report['skipped_existing'])} already done) PSNR {s['psnr_mean']} dB, SSIM {s['ssim_mean']}, "
           f"max L-inf {s['linf_max']}/255, {s['images_per_second']} img/s -> {Path(args.output) / 'report.json'}")
-    return 1 if s["errors"] and not s["protected"] else 0
+    return 1 if s["errors"] else 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -228,16 +232,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_cluster)
 
     r = sub.add_parser("protect", help="protect every photo under IN into OUT")
-    r.add_argument("input", help="input folder (never modified)")
+    r.add_argument("input", help="input folder (never modified): each subfolder is one person, the files directly "
+                   "in it one more (a flat folder is one person, label 0)")
     r.add_argument("-o", "--output", required=True, help="output folder (mirrors IN)")
     r.add_argument("--weights", help="generator .safetensors, or a shipped one: 'default' (the paper's recipe), 'robust' "
                    "(survives JPEG/resizing/blur) or 'robust_rem' (also adversarial training and JPEG q10, "
                    "L-inf up to 18/255 at PSNR >= 30.2 dB); see README")
-    r.add_argument("--label", type=int, help="side label for every photo (flat folder of one person)")
+    r.add_argument("--label", type=int, help="side label for every photo (instead of one per subfolder)")
     r.add_argument("--format", choices=["keep", "png"], default="keep",
-                   help="keep each file's format (default; JPEG/WebP written at --quality, which weakens protection) "
-                        "or png (lossless)")
-    r.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (default 95)")
+                   help="keep each file's format (default; JPEG and lossy WebP written at --quality, which weakens "
+                        "protection; lossless inputs stay lossless) or png (lossless)")
+    r.add_argument("--quality", type=int, default=95,
+                   help="JPEG/lossy-WebP quality (default 95); an output moved beyond eps + 32/255 (at 95; wider "
+                        "below) is refused as an error")
     r.add_argument("--region", choices=["auto", "faces", "full"], default="auto",
                    help="auto (default): photos up to --crop-max-side px are face crops, larger ones are searched "
                         "for faces; faces: always detect; full: perturb the whole frame")
@@ -250,11 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--native-size", action="store_true", help="run G at each region's own size instead of its training size")
     r.add_argument("--batch-size", type=int, default=16)
     r.add_argument("--workers", type=int, default=2, help="threads for decoding/encoding")
-    redo = r.add_mutually_exclusive_group()
-    redo.add_argument("--overwrite", action="store_true", help="redo files that already exist in OUT")
-    redo.add_argument("--skip-existing", action="store_true",
-                      help="keep files that already exist in OUT (the default; outputs are written atomically, "
-                           "so an existing file is complete)")
+    r.add_argument("--overwrite", action="store_true",
+                   help="redo files that already exist in OUT (by default they are kept: outputs are written "
+                        "atomically, so an existing file is complete)")
     r.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="local threads (default) or Ray Data for bulk runs (pip install 'segue[ray]')")
     r.add_argument("--ray-cpus", type=int, help="CPUs Ray may use (default: all); one is left for reading")
