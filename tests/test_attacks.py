@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from segue.attack_table import build_table
+from segue.benchmark.attack_table import build_table
 from segue.attackers import create_attacker, list_attackers
 from segue.benchmark import run_benchmark
 from segue.countermeasures import create_countermeasure

@@ -18,15 +18,9 @@ from safetensors.torch import load_file, save_file
 
 from segue.generator import Generator, GeneratorConfig
 
-DEFAULT_WEIGHTS = "webface10_112.safetensors"
-# Generators shipped inside the package, by the name ``--weights`` accepts instead of a path.
-SHIPPED = {
-    "default": DEFAULT_WEIGHTS,  # the paper's recipe (configs/webface10_112.yaml)
-    "robust": "webface10_112_robust.safetensors",  # survives re-encoding/resizing (benchmarks/results/robust_gpu)
-    # + REM-style adversarial noise in training; L-inf up to 18/255 at PSNR >= 30.2 dB (configs/robust_rem_112.yaml;
-    # benchmarks/results/robust_gpu/robust_2band_rem_long.*, 7 CPU + 13 H100 epochs from psnr18s2)
-    "robust_rem": "webface10_112_robust_rem.safetensors",
-}
+from segue.shipped import SHIPPED  # noqa: E402  (name -> file of every shipped generator)
+
+DEFAULT_WEIGHTS = SHIPPED["default"]
 
 
 def save_generator(generator: Generator, path: str | Path, provenance: dict[str, Any] | None = None) -> Path:

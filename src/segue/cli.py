@@ -13,31 +13,15 @@ import time
 import warnings
 from pathlib import Path
 
-import yaml
 
 from segue.checkpoint import SHIPPED
-from segue.runtime import resolve_device, versions
+from segue.runtime import device_name as _device_name
+from segue.runtime import load_config_file, resolve_device, versions
+from segue.runtime import write_json_atomic as _write_json
 
 
 def _load_config(path: str | None) -> dict:
-    if not path:
-        return {}
-    text = Path(path).read_text()
-    return yaml.safe_load(text) if path.endswith((".yaml", ".yml")) else json.loads(text)
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-
-
-def _device_name(device) -> str:
-    """'cpu (N threads)' or the GPU's name: training time means little without it."""
-    import torch
-
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"cpu ({torch.get_num_threads()} threads)"
+    return load_config_file(path) if path else {}
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -187,6 +171,41 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def load_registries() -> dict:
+    """Every registry, filled: importing the modules registers their built-ins."""
+    import segue.attackers  # noqa: F401
+    import segue.countermeasures  # noqa: F401
+    import segue.extractors
+    import segue.faces  # noqa: F401
+    import segue.methods  # noqa: F401
+    import segue.models  # noqa: F401
+    import segue.shipped  # noqa: F401
+    from segue.registry import REGISTRIES
+
+    segue.extractors.list_extractors()  # registers the FaceNet extractors where OpenCV imports
+    return dict(sorted(REGISTRIES.items()))
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """One line per registered entry: name and the first line of its docstring (weights: their tags)."""
+    registries = load_registries()
+    kinds = [args.kind] if args.kind else list(registries)
+    if args.kind and args.kind not in registries:
+        raise ValueError(f"unknown kind {args.kind!r}; known: {', '.join(registries)}")
+    for kind in kinds:
+        reg = registries[kind]
+        print(f"{kind}:")
+        for name in reg.list(args.pattern):
+            print(f"  {name:<16} {reg.summary(name)}")
+            if kind == "weights":
+                tags = reg.tags(name)
+                print(f"  {'':<16} L-inf {tags['linf_255']}/255, PSNR {tags['psnr_db']} dB, SSIM {tags['ssim']}; "
+                      f"from-scratch victim {tags['from_scratch_peak_pct']} % peak")
+                print(f"  {'':<16} survives: {tags['survives']}")
+                print(f"  {'':<16} does not survive: {tags['fails']}  [{tags['results']}]")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="segue", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -284,6 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--quick", action="store_true", help="a 1-minute smoke version (fewer epochs)")
     d.add_argument("--device", default="auto")
     d.set_defaults(func=cmd_demo)
+    ls = sub.add_parser("list", help="registered methods, countermeasures, models, attackers, extractors, "
+                                     "detectors and shipped weights (with what they survive)")
+    ls.add_argument("kind", nargs="?", help="one kind only (e.g. weights, attackers)")
+    ls.add_argument("pattern", nargs="?", help="shell glob on the names (e.g. 'dlib-*')")
+    ls.set_defaults(func=cmd_list)
+
     v = sub.add_parser("serve", help="local web app: drop a photo, get it back protected")
     v.add_argument("--host", default="127.0.0.1")
     v.add_argument("--port", type=int, default=8000)

@@ -20,12 +20,20 @@ import torch
 
 from segue.registry import Registry
 
-extractors: Registry["FaceExtractor"] = Registry("extractor")
+extractors: Registry["FaceExtractor"] = Registry("extractor", "extractors")
 register_extractor = extractors.register
 
 
-def available_extractors() -> list[str]:
-    return extractors.names()
+def list_extractors(pattern: str | None = None) -> list[str]:
+    """Registered extractors (the FaceNet ones once OpenCV can be imported)."""
+    try:
+        import segue.facenet  # noqa: F401
+    except ImportError:
+        pass
+    return extractors.list(pattern)
+
+
+available_extractors = list_extractors  # the older name
 
 
 def create_extractor(name: str = "dlib") -> "FaceExtractor":

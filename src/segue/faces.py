@@ -20,7 +20,7 @@ from PIL import Image
 from segue.registry import Registry
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels, x1/y1 exclusive
-detectors: Registry["FaceDetector"] = Registry("face detector")
+detectors: Registry["FaceDetector"] = Registry("face detector", "detectors")
 
 
 class FaceDetector(ABC):
@@ -31,6 +31,10 @@ class FaceDetector(ABC):
     @abstractmethod
     def detect(self, rgb: np.ndarray) -> list[Box]:
         """Boxes of the faces in an upright ``(H,W,3)`` uint8 photo."""
+
+
+def list_detectors(pattern: str | None = None) -> list[str]:
+    return detectors.list(pattern)
 
 
 def create_detector(name: str = "dlib-hog", **kwargs) -> FaceDetector:

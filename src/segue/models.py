@@ -14,7 +14,7 @@ from torch import nn
 
 from segue.registry import Registry
 
-MODELS: Registry[nn.Module] = Registry("model")
+MODELS: Registry[nn.Module] = Registry("victim model", "models")
 
 
 def register_model(name: str) -> Callable:
@@ -26,8 +26,8 @@ def register_model(name: str) -> Callable:
     return MODELS.register(name)
 
 
-def list_models() -> list[str]:
-    return MODELS.names()
+def list_models(pattern: str | None = None) -> list[str]:
+    return MODELS.list(pattern)
 
 
 def create_model(name: str, num_classes: int, image_size: int | None = None) -> nn.Module:
@@ -46,11 +46,13 @@ def resnet18(num_classes: int) -> nn.Module:
 
 @register_model("resnet50")
 def resnet50(num_classes: int) -> nn.Module:
+    """A deeper victim (torchvision ResNet50, from scratch)."""
     return torchvision.models.resnet50(weights=None, num_classes=num_classes)
 
 
 @register_model("mobilenet_v2")
 def mobilenet_v2(num_classes: int) -> nn.Module:
+    """A mobile victim (torchvision MobileNetV2, from scratch)."""
     return torchvision.models.mobilenet_v2(weights=None, num_classes=num_classes)
 
 
@@ -64,6 +66,7 @@ def inception_v3(num_classes: int) -> nn.Module:
 
 @register_model("efficientnet_b1")
 def efficientnet_b1(num_classes: int) -> nn.Module:
+    """torchvision EfficientNet-B1, from scratch."""
     return torchvision.models.efficientnet_b1(weights=None, num_classes=num_classes)
 
 

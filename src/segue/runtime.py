@@ -51,3 +51,48 @@ def versions() -> dict[str, str]:
         "platform": platform.platform(),
         "threads": str(torch.get_num_threads()),
     }
+
+
+def device_name(device: torch.device) -> str:
+    """'cpu (N threads)' or the GPU's name: a training time means little without it."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def now_iso() -> str:
+    """UTC now as ``YYYY-MM-DDTHH:MM:SSZ`` (results rows, run ids)."""
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def write_json_atomic(path: str | os.PathLike, obj) -> None:
+    """Write ``obj`` as indented JSON via a temporary file and a rename: never a half-written file."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def load_config_file(path: str | os.PathLike) -> dict:
+    """A YAML or JSON config; ``base: OTHER.yaml`` (relative to this file) starts from another config,
+    whose sections this one overrides - key by key for mappings, whole for everything else."""
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(path)
+    text = path.read_text()
+    cfg = (yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)) or {}
+    if "base" in cfg:
+        base = load_config_file(path.parent / cfg.pop("base"))
+        for key, value in cfg.items():
+            base[key] = {**base[key], **value} if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+        cfg = base
+    return cfg

@@ -28,8 +28,8 @@ def register_attacker(name: str) -> Callable:
     return ATTACKERS.register(name)
 
 
-def list_attackers() -> list[str]:
-    return ATTACKERS.names()
+def list_attackers(pattern: str | None = None) -> list[str]:
+    return ATTACKERS.list(pattern)
 
 
 def create_attacker(name: str, **kwargs) -> Attacker:

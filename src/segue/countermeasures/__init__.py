@@ -69,8 +69,8 @@ class BatchTransform(Countermeasure):
     kind = "train"
 
 
-def list_countermeasures() -> list[str]:
-    return COUNTERMEASURES.names()
+def list_countermeasures(pattern: str | None = None) -> list[str]:
+    return COUNTERMEASURES.list(pattern)
 
 
 def create_countermeasure(name: str, **kwargs) -> Countermeasure:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from segue.methods.base import NoiseMethod, NoProtection, quantise
 from segue.registry import Registry
 
-METHODS: Registry[NoiseMethod] = Registry("noise method")
+METHODS: Registry[NoiseMethod] = Registry("noise method", "methods")
 
 
 def register_method(name: str) -> Callable:
@@ -24,8 +24,8 @@ def register_method(name: str) -> Callable:
     return METHODS.register(name)
 
 
-def list_methods() -> list[str]:
-    return METHODS.names()
+def list_methods(pattern: str | None = None) -> list[str]:
+    return METHODS.list(pattern)
 
 
 def create_method(name: str, **kwargs) -> NoiseMethod:

@@ -34,6 +34,8 @@ from segue.runtime import seed_everything
 
 
 class ErrorMinimizing(NoiseMethod):
+    """Error-minimizing noise (Huang et al., ICLR 2021), sample-wise or class-wise, against a surrogate."""
+
     name = "em"
 
     def __init__(self, eps: float = 8 / 255, seed: int = 0, device: str = "cpu", mode: str = "samplewise",

@@ -30,6 +30,8 @@ from segue.methods.base import NoiseMethod, quantise
 
 
 class LinearSeparablePatches(NoiseMethod):
+    """Linearly separable class-wise patch noise (Yu et al., KDD 2022): a shortcut without a surrogate."""
+
     name = "lsp"
 
     def __init__(self, eps: float = 8 / 255, seed: int = 0, device: str = "cpu", grid: int = 4,

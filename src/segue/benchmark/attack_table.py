@@ -16,6 +16,11 @@ and a ``method`` pattern (default the row itself; ``{row}`` is replaced). For a 
 the cell is the protected people's clean-test accuracy once the attacker fits its training set
 (see :func:`segue.benchmark.group_summary`); otherwise the peak over epochs, averaged over seeds.
 A one-shot attacker (an embedding + classifier) has one epoch, so its peak is its only value.
+
+``imports`` brings in committed cells of the same protocol from other grids instead of training
+those victims again (``{results: OTHER/results.jsonl, methods: {their_label: our_row}}``); a
+cell this grid ran itself (same method, attacker, countermeasure, seed) wins. The markdown
+names every imported file.
 """
 
 from __future__ import annotations
@@ -48,6 +53,21 @@ def fmt(v: dict | None) -> str:
     return f"{100 * v['mean']:.1f}{final}{spread} n={v['n']}"
 
 
+def imported_rows(spec: dict, own: list[dict]) -> list[dict]:
+    """Cells of other results files renamed to this table's rows (see the module docstring)."""
+    from segue.benchmark.results import read_results
+
+    have = {(r["method"], r["victim"], r["countermeasure"], r["seed"]) for r in own}
+    rows = []
+    for imp in spec.get("imports") or []:
+        for r in read_results(Path(imp["results"]).parent):
+            if r["method"] in imp["methods"]:
+                r = {**r, "method": imp["methods"][r["method"]], "imported_from": imp["results"]}
+                if (r["method"], r["victim"], r["countermeasure"], r["seed"]) not in have:
+                    rows.append(r)
+    return rows
+
+
 def build_table(cfg: dict, results: list[dict]) -> dict:
     """``{row: {column: value}}`` for the config's ``table`` section."""
     spec = cfg["table"]
@@ -65,7 +85,8 @@ def build_table(cfg: dict, results: list[dict]) -> dict:
 def write_attack_table(cfg: dict, out: Path, results: list[dict]) -> str:
     """Write ``attacks.md`` / ``attacks.json`` / ``attacks.png``; returns the markdown."""
     spec = cfg["table"]
-    table = build_table(cfg, results)
+    imports = imported_rows(spec, results)
+    table = build_table(cfg, results + imports)
     cols = list(spec["columns"])
     chance = results[0]["chance"] if results else None
     md = [f"# {spec.get('title', 'Attacks')}", "", spec.get("note", "").strip(), "",
@@ -81,6 +102,14 @@ def write_attack_table(cfg: dict, out: Path, results: list[dict]) -> str:
                                         + (f", countermeasure `{s['countermeasure']}`" if s.get("countermeasure") else "")
                                         + (f", method `{s['method']}`" if s.get("method") else "")
                                         for c, s in spec["columns"].items()) + ".", ""]
+    for imp in spec.get("imports") or []:
+        used = sorted({r["method"] for r in imports if r["imported_from"] == imp["results"]})
+        if used:
+            devices = sorted({r.get("device", "?") for r in imports if r["imported_from"] == imp["results"]})
+            md.append(f"Rows {', '.join(used)}: cells not run by this grid come from `{imp['results']}` "
+                      f"(same protocol; {', '.join(f'{k} -> {v}' for k, v in imp['methods'].items())}; "
+                      f"victims trained on {' / '.join(devices)}).")
+    md.append("")
     text = "\n".join(md)
     (out / "attacks.md").write_text(text)
     (out / "attacks.json").write_text(json.dumps({"columns": spec["columns"], "table": table}, indent=2) + "\n")
