@@ -7,6 +7,16 @@ same people, with one call and one result format (that of :func:`segue.victim.tr
     attacker = create_attacker("dlib-linear", seed=0)
     result = attacker.run(protected_train, clean_test)   # {"final_acc", "peak_acc", "history", ...}
 
+
+For example, a from-scratch victim on a toy set (the result format every attacker shares)::
+
+    >>> import torch
+    >>> from segue.data import FaceSet
+    >>> toy = FaceSet(torch.rand(8, 3, 32, 32), torch.arange(8) % 2, ["a", "b"])
+    >>> result = create_attacker("scratch", epochs=1, batch_size=4).run(toy, toy)
+    >>> sorted(result), len(result["history"]), result["chance"]
+    (['chance', 'final_acc', 'history', 'peak_acc', 'peak_epoch'], 1, 0.5)
+
 Registered: ``scratch`` (a classifier trained from scratch, the paper's victim; ``model=``),
 ``dlib-linear`` / ``dlib-knn`` and ``facenet-linear`` / ``facenet-knn`` (a pretrained face
 embedding + logistic regression / nearest neighbours, how deployed recognisers enrol people),

@@ -20,6 +20,17 @@ literature: ``projection`` (orthogonal projection, data kind, uses the labels) a
 (UEraser's heavy augmentation, train kind). One module per family: :mod:`.data`,
 :mod:`.training`, :mod:`.projection`, :mod:`.ueraser`. Early stopping needs no
 countermeasure: every result reports the peak clean-test accuracy over epochs.
+
+For example, JPEG then orthogonal projection on a toy set::
+
+    >>> import torch
+    >>> from segue.countermeasures import apply_data, build_countermeasures
+    >>> images, labels = torch.rand(6, 3, 16, 16), torch.arange(6) % 3
+    >>> cms = build_countermeasures([{"name": "jpeg", "quality": 30}, "projection"])
+    >>> [c.describe() for c in cms]
+    ['jpeg(quality=30)', 'projection(steps=100, weight_decay=0.0001)']
+    >>> apply_data(cms, images, labels).shape
+    torch.Size([6, 3, 16, 16])
 """
 
 from __future__ import annotations

@@ -7,6 +7,15 @@
 Registered: ``none`` (clean), ``random`` (uniform noise), ``em`` (error-minimizing,
 ``mode="samplewise"|"classwise"``), ``lsp`` (linearly separable patches), ``segue`` (a trained
 generator). See :class:`segue.methods.base.NoiseMethod` for the contract.
+
+For example, uniform noise stays within its budget::
+
+    >>> import torch
+    >>> from segue.data import FaceSet
+    >>> train = FaceSet(torch.rand(4, 3, 32, 32), torch.tensor([0, 0, 1, 1]), ["a", "b"])
+    >>> noisy = create_method("random", eps=8 / 255).fit(train, train.labels).perturb(train.images, train.labels)
+    >>> bool((noisy - train.images).abs().max() <= 8.5 / 255)
+    True
 """
 
 from __future__ import annotations
