@@ -27,18 +27,12 @@ from _common import pct
 from segue.checkpoint import save_generator
 from segue.data import FaceSet, load_image_folder, load_orl, webface10_root
 from segue.protect import protect_images
-from segue.runtime import resolve_device, versions
-from segue.training import TrainConfig, train_generator
+from segue.runtime import load_config_file, merge_config, resolve_device, versions
 from segue.victim import VictimConfig, train_victim
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = merge(out.get(k, {}), v) if isinstance(v, dict) else v
-    return out
+sys.path.insert(0, str(ROOT))  # the schedules compared here are experiments (experiments/training_variants.py)
+from experiments.training_variants import VariantTrainConfig, train_variant  # noqa: E402
 
 
 def uniform_noise(images: torch.Tensor, labels: torch.Tensor | None, eps: float, seed: int) -> torch.Tensor:
@@ -100,11 +94,11 @@ class Sweep:
             self.log({"name": f"reference: clean ORL {people}", "size": size, f"orl{people}": self.victim(otrain, otrain.images, otest)})
 
     def run(self, spec: dict, base: dict) -> None:
-        cfg = TrainConfig.from_dict(merge(base, spec.get("overrides", {})))
+        cfg = VariantTrainConfig.from_dict(merge_config(base, spec.get("overrides", {})))
         size = cfg.image_size
         train, test = self.webface(size)
         t = time.perf_counter()
-        generator, _, history = train_generator(train, train.labels, len(train.classes), cfg, self.device)
+        generator, _, history = train_variant(train, train.labels, len(train.classes), cfg, self.device)
         train_s = time.perf_counter() - t
         weights = self.out / "weights.tmp" / (re.sub(r"[^A-Za-z0-9]+", "_", spec["name"]).strip("_") + ".safetensors")
         save_generator(generator, weights, {"train_config": cfg.to_dict(), "history": history, "train_seconds": round(train_s, 1)})
@@ -150,7 +144,7 @@ def main() -> None:
     args = ap.parse_args()
     grid = yaml.safe_load(Path(args.grid).read_text())
     sweep = Sweep(grid, Path(args.out), resolve_device(args.device))
-    base = yaml.safe_load((ROOT / grid["base"]).read_text())
+    base = load_config_file(ROOT / grid["base"])
     sweep.references()
     deadline = float(grid.get("deadline_s", 1e9))
     for spec in grid["runs"]:

@@ -26,13 +26,12 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
 from _common import RESULTS, compare_victims, pct, summary, write_results
 from segue.checkpoint import load_generator, save_generator
 from segue.data import FaceSet, load_image_folder, load_orl, webface10_root
 from segue.protect import protect_images
-from segue.runtime import resolve_device
+from segue.runtime import load_config_file, resolve_device
 from segue.training import TrainConfig, train_generator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,7 +83,7 @@ def victims_stage(device: torch.device, seeds: list[int], victim_epochs: int, co
                   clusters_file: Path = CLUSTERS, clean: bool = True, save_dir: Path | None = None,
                   load_dir: Path | None = None) -> None:
     clusters = json.loads(clusters_file.read_text())
-    base = {**yaml.safe_load((ROOT / config).read_text()), **(overrides or {})}
+    base = {**load_config_file(ROOT / config), **(overrides or {})}  # base: configs resolved
     payload: dict = {"clusters": {n: {k: v for k, v in d.items() if k != "train_pseudo_labels"}
                                   for n, d in clusters["datasets"].items()},
                      "clusters_file": clusters_file.name, "extractor": clusters["extractor"],

@@ -17,7 +17,7 @@ from segue.training import TrainConfig
 def tiny_train_config(**overrides) -> TrainConfig:
     """A 32-px, narrow-generator, 2-step-PGD config: the real code path, seconds on CPU."""
     base = dict(
-        image_size=32, epochs=2, batch_size=8, schedule="interleaved",
+        image_size=32, epochs=2, batch_size=8,
         generator=GeneratorConfig(width=16), distortion=DistortionConfig(pgd_steps=2), seed=0,
     )
     base.update(overrides)

@@ -10,7 +10,7 @@ def test_train_protect_evaluate_end_to_end(tmp_path, capsys):
     data = make_photo_folder(tmp_path / "train", identities=3, per_identity=4, size=(32, 32))
     test = make_photo_folder(tmp_path / "test", identities=3, per_identity=2, size=(32, 32), seed=1)
     cfg = tmp_path / "cfg.yaml"
-    cfg.write_text("image_size: 32\nbatch_size: 8\nschedule: interleaved\ngenerator: {width: 16}\ndistortion: {pgd_steps: 1}\n")
+    cfg.write_text("image_size: 32\nbatch_size: 8\ngenerator: {width: 16}\ndistortion: {pgd_steps: 1}\n")
     weights = tmp_path / "g.safetensors"
     assert main(["train", str(data), "-o", str(weights), "--config", str(cfg), "--epochs", "1", "--device", "cpu"]) == 0
     results = json.loads((tmp_path / "g.results.json").read_text())

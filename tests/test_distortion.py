@@ -3,9 +3,9 @@ gradient through to delta, and is off unless configured (the paper's layer is un
 
 import pytest
 import torch
-import yaml
 
 from segue.distortion import DistortionConfig, DistortionLayer, RandomRescale
+from segue.runtime import load_config_file
 from segue.training import TrainConfig
 
 ROBUST = {"jpeg_p": 1.0, "rescale_p": 1.0, "grey_p": 1.0, "strong_blur_p": 1.0}
@@ -48,7 +48,7 @@ def test_rescale_removes_fine_detail_and_keeps_coarse():
 
 
 def test_robust_preset_loads_from_the_shipped_config():
-    cfg = TrainConfig.from_dict(yaml.safe_load(open("configs/robust_112.yaml")))
+    cfg = TrainConfig.from_dict(load_config_file("configs/robust_112.yaml"))  # base: webface10_112.yaml
     d = cfg.distortion
     assert d.jpeg_p > 0 and d.rescale_p > 0 and d.grey_p > 0 and d.strong_blur_p > 0
     assert len(DistortionLayer.from_config(d).stages) == 9

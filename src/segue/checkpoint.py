@@ -8,6 +8,7 @@ A sidecar ``.json`` with the same content is written for humans.
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,40 @@ from segue.generator import Generator, GeneratorConfig
 from segue.shipped import SHIPPED  # noqa: E402  (name -> file of every shipped generator)
 
 DEFAULT_WEIGHTS = SHIPPED["default"]
+
+# Config fields that left the package for experiments/ (they lost; docs/experiments/), each with the
+# value every shipped generator had. An old file that has one at that value loads (it is dropped);
+# any other value is an experiment the package cannot rebuild.
+REMOVED_GENERATOR_FIELDS: dict[str, Any] = {
+    "norm": "group",  # BatchNorm ("batch") did not converge
+    "luma": False,  # brightness-only single band: experiments/configs/robust_luma_112.yaml
+    "code_blocks_eps": 0.0,  # fixed side-label 8x8 pattern: segue_2band_fdist_cb3/_cb5p in benchmarks/results/robust_gpu
+    "code_blocks": 8,
+}
+GENERATOR_VARIANTS = "experiments/generator_variants.py (VariantGenerator, load_variant)"
+
+
+def drop_removed_fields(config: dict[str, Any], removed: dict[str, Any], what: str, where: str) -> dict[str, Any]:
+    """``config`` without the ``removed`` fields that are at their old default; any other value of
+    one is a ``ValueError`` that names the experiments module (``where``) that still has it."""
+    out = dict(config)
+    for key, default in removed.items():
+        if key in out:
+            value = out.pop(key)
+            if value != default:
+                raise ValueError(f"{what} has {key}={value!r}: that option is no longer in the segue package "
+                                 f"(every shipped generator has {key}={default!r}); it is an experiment, "
+                                 f"use {where}")
+    return out
+
+
+def migrate_generator_config(config: dict[str, Any], what: str = "generator config") -> dict[str, Any]:
+    """An old generator config as today's ``GeneratorConfig`` fields (see ``REMOVED_GENERATOR_FIELDS``)."""
+    out = drop_removed_fields(config, REMOVED_GENERATOR_FIELDS, what, GENERATOR_VARIANTS)
+    unknown = sorted(set(out) - {f.name for f in fields(GeneratorConfig)})
+    if unknown:
+        raise ValueError(f"{what} has unknown fields {unknown}")
+    return out
 
 
 def save_generator(generator: Generator, path: str | Path, provenance: dict[str, Any] | None = None) -> Path:
@@ -65,8 +100,10 @@ def load_generator(path: str | Path | None = None, device: str | torch.device = 
                    overrides: dict[str, Any] | None = None) -> tuple[Generator, dict[str, Any]]:
     """Rebuild a generator from a ``.safetensors`` file or a shipped name (default: the default one), in eval mode.
 
-    ``overrides`` replace config fields that add no weights (e.g. ``psnr_floor``, ``code_blocks_eps``),
-    so a benchmark can try them on trained weights without writing a new file; the provenance records them.
+    ``overrides`` replace config fields that add no weights (e.g. ``psnr_floor``), so a benchmark can
+    try them on trained weights without writing a new file; the provenance records them. Files written
+    before some options moved to ``experiments/`` load as long as those are at their shipped value
+    (:func:`migrate_generator_config`).
     """
     path = weights_path(path)
     if not path.is_file():
@@ -74,7 +111,8 @@ def load_generator(path: str | Path | None = None, device: str | torch.device = 
     meta = read_metadata(path)
     if overrides:
         meta["provenance"] = {**meta["provenance"], "config_overrides": dict(overrides)}
-    generator = Generator(GeneratorConfig(**{**meta["generator"], **(overrides or {})}))
+    config = migrate_generator_config({**meta["generator"], **(overrides or {})}, f"{path}")
+    generator = Generator(GeneratorConfig(**config))
     generator.load_state_dict(load_file(str(path), device="cpu"))
     return generator.to(device).eval(), meta["provenance"]
 

@@ -32,7 +32,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from segue.training import TrainConfig, train_generator
 
     raw = _load_config(args.config)
-    for key in ("epochs", "schedule", "image_size", "seed", "batch_size", "surrogate_steps"):
+    for key in ("epochs", "image_size", "seed", "batch_size"):
         if getattr(args, key) is not None:
             raw[key] = getattr(args, key)
     if args.eps is not None:
@@ -224,10 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("-o", "--output", required=True, help="weights file to write (.safetensors)")
     t.add_argument("--config", help="YAML/JSON with TrainConfig fields; flags override it")
     t.add_argument("--epochs", type=int)
-    t.add_argument("--schedule", choices=["paper", "interleaved"])
     t.add_argument("--image-size", dest="image_size", type=int)
     t.add_argument("--batch-size", dest="batch_size", type=int)
-    t.add_argument("--surrogate-steps", dest="surrogate_steps", type=int)
     t.add_argument("--eps", type=float, help="L-inf budget in /255 units (default 8)")
     t.add_argument("--smooth", type=int, help="low-frequency delta: block size of its low-pass (default 1 = off)")
     t.add_argument("--low-band", dest="low_band", type=int,
@@ -331,6 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=cmd_serve)
     from segue.benchmark import add_parser as add_benchmark_parser
     add_benchmark_parser(sub)
+    from segue.recipes import add_parser as add_rebuild_parser
+    add_rebuild_parser(sub)
     return p
 
 

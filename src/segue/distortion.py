@@ -73,10 +73,10 @@ class PGD(DistortionStage):
 
     on_input = True
 
-    def __init__(self, rho: float = 1 / 255, steps: int = 5, step_size: float | None = None):
+    def __init__(self, rho: float = 1 / 255, steps: int = 5):
         super().__init__()
         self.rho, self.steps = rho, steps
-        self.step_size = step_size if step_size is not None else rho / max(steps, 1)
+        self.step_size = rho / max(steps, 1)
 
     def forward(self, x, y=None, model=None):
         if model is None or y is None or self.steps == 0 or self.rho == 0:

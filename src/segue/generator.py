@@ -9,8 +9,9 @@ subtracts. With InstanceNorm the generator provably ignores the side information
 measured a 4e-8 difference between codes). BatchNorm keeps the offset but makes G's output
 in training (batch statistics) differ from its output at protection time (running
 statistics): the surrogate then learns one perturbation while G optimises another, and
-training did not converge in our runs. GroupNorm(1, C) normalises each sample over all
-channels, so per-channel code offsets survive and train and eval outputs are identical.
+training did not converge in our runs (that variant: ``experiments/generator_variants.py``).
+GroupNorm(1, C) normalises each sample over all channels, so per-channel code offsets survive
+and train and eval outputs are identical.
 
 Scaling ``tanh`` by eps (instead of clipping a free output) keeps ||delta||_inf <= eps by
 construction and keeps gradients alive at the boundary. Inputs of any size work: the image
@@ -19,7 +20,9 @@ is reflect-padded to a multiple of 4 (two stride-2 stages) and the output croppe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +33,16 @@ from segue.side_info import CODE_BITS, label_to_code
 
 @dataclass
 class GeneratorConfig:
-    """Everything needed to rebuild a generator; stored next to its weights."""
+    """Everything needed to rebuild a generator; stored next to its weights.
+
+    Only what a shipped generator (or a recipe stage that makes one, configs/recipes/) uses; the
+    options that lost (BatchNorm, a brightness-only single band, a fixed side-label pattern) are in
+    ``experiments/generator_variants.py``, and ``segue.checkpoint`` drops them from old weights files
+    where they are at the value every shipped generator had.
+    """
+
+    # Fields that decide the layers: a generator can only start from weights with the same ones.
+    LAYER_FIELDS: ClassVar[tuple[str, ...]] = ("width", "code_bits", "res_blocks", "in_channels")
 
     width: int = 32
     code_bits: int = CODE_BITS
@@ -38,17 +50,13 @@ class GeneratorConfig:
     eps: float = 8 / 255
     in_channels: int = 3
     image_size: int | None = None  # the working resolution G was trained at (protect resizes to it)
-    norm: str = "group"  # "group" (GroupNorm(1, C), batch-independent) or "batch"
-    smooth: int = 1  # low-pass delta over smooth x smooth blocks (1 = off); see Generator.forward
-    luma: bool = False  # one delta for all channels (brightness only): survives grayscale and chroma subsampling
+    smooth: int = 1  # low-pass delta over smooth x smooth blocks (1 = off; 4: the first stage of the robust recipe)
     low_band: int = 0  # two-band delta: add a second part low-passed over low_band x low_band blocks (0 = off)
-    low_band_luma: bool = False  # that second part as brightness only (see luma)
+    low_band_luma: bool = False  # that second part as brightness only: survives grayscale and chroma subsampling
     low_band_blocks: bool = False  # that second part constant over grid-aligned blocks (JPEG's 8x8 grid), see _band
     low_band_eps: float = 0.0  # >0: the coarse band's own L-inf share of eps (the fine band gets the rest); 0: shared
     psnr_floor: float = 0.0  # >0: scale each image's delta down to at most this PSNR's RMS (dB); 0: L-inf only
     psnr_fine_only: bool = False  # with low_band_eps: meet psnr_floor by scaling the fine band alone, the coarse one kept whole
-    code_blocks_eps: float = 0.0  # >0: add a fixed +-this brightness pattern per side label, constant over code_blocks blocks
-    code_blocks: int = 8  # that pattern's block size (8: JPEG's own 8x8 grid at the working resolution)
 
     def __post_init__(self) -> None:
         # A split that leaves the fine band no budget, or one with no coarse band to split to,
@@ -57,31 +65,36 @@ class GeneratorConfig:
             raise ValueError(f"low_band_eps {self.low_band_eps} needs low_band > 0 and 0 < low_band_eps < eps {self.eps}")
         if self.psnr_fine_only and not self.low_band_eps:
             raise ValueError("psnr_fine_only needs a fine band with its own tanh (low_band_eps)")
-        if self.code_blocks_eps < 0 or self.code_blocks < 1:
-            raise ValueError(f"code_blocks_eps {self.code_blocks_eps} must be >= 0 and code_blocks {self.code_blocks} >= 1")
 
     @property
     def out_channels(self) -> int:
         """The decoder's outputs: one set of C channels per band."""
         return self.in_channels * (2 if self.low_band else 1)
 
+    def fine_band_shape(self) -> tuple[int, bool]:
+        """(low-pass block size, brightness-only) of the first band: what a single-band start must match."""
+        return self.smooth, False
+
+    def coarse_band_shape(self) -> tuple[int, bool]:
+        """The same for the second band (``low_band``)."""
+        return self.low_band, self.low_band_luma
+
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def _norm(kind: str, channels: int) -> nn.Module:
-    """A normalisation that keeps the code's per-channel offset (never InstanceNorm, see above)."""
-    if kind == "batch":
-        return nn.BatchNorm2d(channels)
-    if kind == "group":
-        return nn.GroupNorm(1, channels)
-    raise ValueError(f"unknown norm {kind!r}")
+def group_norm(channels: int) -> nn.Module:
+    """GroupNorm(1, C): keeps the code's per-channel offset and is batch-independent (see above)."""
+    return nn.GroupNorm(1, channels)
 
 
-def _conv_block(cin: int, cout: int, kernel: int, norm: str, stride: int = 1) -> nn.Sequential:
+Norm = Callable[[int], nn.Module]
+
+
+def _conv_block(cin: int, cout: int, kernel: int, norm: Norm, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2, padding_mode="reflect" if stride == 1 else "zeros"),
-        _norm(norm, cout),
+        norm(cout),
         nn.ReLU(inplace=True),
     )
 
@@ -89,14 +102,14 @@ def _conv_block(cin: int, cout: int, kernel: int, norm: str, stride: int = 1) ->
 class ResBlock(nn.Module):
     """Two 3x3 convs with a skip: lets the code-conditioned features be refined, not replaced."""
 
-    def __init__(self, channels: int, norm: str):
+    def __init__(self, channels: int, norm: Norm):
         super().__init__()
         self.body = nn.Sequential(
             nn.Conv2d(channels, channels, 3, padding=1, padding_mode="reflect"),
-            _norm(norm, channels),
+            norm(channels),
             nn.ReLU(inplace=True),
             nn.Conv2d(channels, channels, 3, padding=1, padding_mode="reflect"),
-            _norm(norm, channels),
+            norm(channels),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -126,27 +139,13 @@ def _band(out: torch.Tensor, smooth: int, luma: bool, blocks: bool = False) -> t
     return out
 
 
-def code_block_pattern(side_labels: torch.Tensor, size: tuple[int, int], block: int) -> torch.Tensor:
-    """A fixed +-1 pattern per side label, ``(N,1,H,W)``, constant over ``block`` x ``block`` blocks.
-
-    Seeded by the label alone (not by G's weights or the data), so the same label gets the same
-    pattern in every run and on every machine; blocks start at the top-left like JPEG's grid.
-    """
-    h, w = size
-    gh, gw = -(-h // block), -(-w // block)
-    labels, index = side_labels.cpu().unique(return_inverse=True)  # one draw per distinct label, not per image
-    signs = torch.stack([torch.randint(0, 2, (1, gh, gw), generator=torch.Generator().manual_seed(0x5E6E + int(label)),
-                                       dtype=torch.float32) * 2 - 1 for label in labels.tolist()])
-    return signs[index].repeat_interleave(block, -2).repeat_interleave(block, -1)[..., :h, :w]
-
-
 class Generator(nn.Module):
     """Side-information guided perturbation generator (~100k parameters at width 32)."""
 
     def __init__(self, config: GeneratorConfig | None = None):
         super().__init__()
         self.config = config or GeneratorConfig()
-        c, w, n = self.config.in_channels, self.config.width, self.config.norm
+        c, w, n = self.config.in_channels, self.config.width, self.norm_layer
         self.encoder = nn.Sequential(
             _conv_block(c, w // 4, 7, n),
             _conv_block(w // 4, w // 2, 3, n, stride=2),
@@ -156,18 +155,22 @@ class Generator(nn.Module):
         self.blocks = nn.Sequential(*[ResBlock(w, n) for _ in range(self.config.res_blocks)])
         self.decoder = nn.Sequential(
             nn.ConvTranspose2d(w, w // 2, 3, stride=2, padding=1, output_padding=1),
-            _norm(n, w // 2),
+            n(w // 2),
             nn.ReLU(inplace=True),
             nn.ConvTranspose2d(w // 2, w // 4, 3, stride=2, padding=1, output_padding=1),
-            _norm(n, w // 4),
+            n(w // 4),
             nn.ReLU(inplace=True),
             nn.Conv2d(w // 4, self.config.out_channels, 7, padding=3, padding_mode="reflect"),
         )
 
+    def norm_layer(self, channels: int) -> nn.Module:
+        """The normalisation after every convolution: GroupNorm(1, C), never InstanceNorm (see above)."""
+        return group_norm(channels)
+
     @property
     def eps(self) -> float:
-        """The L-inf bound of the whole delta: G's own budget plus the side-label pattern's, if any."""
-        return self.config.eps + self.config.code_blocks_eps
+        """The L-inf bound of the whole delta."""
+        return self.config.eps
 
     def forward(self, x: torch.Tensor, side_labels: torch.Tensor) -> torch.Tensor:
         """Perturbation delta for images ``x`` in [0,1], shape exactly ``x.shape``."""
@@ -181,7 +184,7 @@ class Generator(nn.Module):
         feat = self.fuse(torch.cat([feat, code_map], dim=1))
         out = self.decoder(self.blocks(feat))
         c = self.config.in_channels
-        delta = _band(out[:, :c], self.config.smooth, self.config.luma)
+        delta = self.fine_band(out[:, :c])
         if self.config.low_band:
             # Our extension (issue 6): two bands summed before tanh. Each countermeasure removes a
             # different part of delta (downscale/blur/JPEG-10 the fine pixels, grayscale the colour),
@@ -196,29 +199,17 @@ class Generator(nn.Module):
                 coarse = self.config.low_band_eps * torch.tanh(coarse[..., :h, :w])
                 if self.config.psnr_fine_only and self.config.psnr_floor:
                     fine = fine * self._fine_scale(fine, coarse)
-                return self._with_code_blocks(fine + coarse, side_labels)
+                return self.finish(fine + coarse, side_labels)
             delta = delta + coarse
-        return self._with_code_blocks(self.config.eps * torch.tanh(delta[..., :h, :w]), side_labels)
+        return self.finish(self.config.eps * torch.tanh(delta[..., :h, :w]), side_labels)
 
-    def _with_code_blocks(self, delta: torch.Tensor, side_labels: torch.Tensor) -> torch.Tensor:
-        """Add the side label's fixed block pattern (if configured), then meet the PSNR floor.
+    def fine_band(self, out: torch.Tensor) -> torch.Tensor:
+        """The first band before tanh: the decoder's output, low-passed with ``smooth`` > 1."""
+        return _band(out, self.config.smooth, False)
 
-        Why (issue 6): every block band G learned stayed well under its share (8x8 brightness RMS
-        3.3-3.7/255 of 5/255), and JPEG q10 only held where delta was mostly such a band. A pattern
-        fixed per side label (an LSP-style class-wise shortcut, on JPEG's 8x8 grid, brightness only)
-        uses its whole share by construction and needs no training, so it transfers to unseen
-        people like the code does. With a PSNR floor, G's part alone gives way (the pattern is kept
-        whole), as psnr_fine_only does for a learned block band. Measured (session 13): on the
-        shipped robust weights it did not help under JPEG q10 (39.5 % at +-5/255); kept as an
-        option and a negative result, see the README.
-        """
-        if not self.config.code_blocks_eps:
-            return self._within_psnr(delta)
-        pattern = code_block_pattern(side_labels, delta.shape[-2:], self.config.code_blocks).to(delta)
-        pattern = self.config.code_blocks_eps * pattern.expand_as(delta)
-        if self.config.psnr_floor:
-            delta = delta * self._fine_scale(delta, pattern)
-        return self._within_psnr(delta + pattern)
+    def finish(self, delta: torch.Tensor, side_labels: torch.Tensor) -> torch.Tensor:
+        """The last step of every delta: meet the PSNR floor, if one is set."""
+        return self._within_psnr(delta)
 
     def _fine_scale(self, fine: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
         """Per image, the largest s <= 1 with rms(s * fine + coarse) <= the psnr_floor's RMS.

@@ -79,9 +79,19 @@ def write_json_atomic(path: str | os.PathLike, obj) -> None:
     os.replace(tmp, path)
 
 
+def merge_config(base: dict, override: dict) -> dict:
+    """``override`` on top of ``base`` (neither is changed): key by key for the sections that are
+    mappings in both (e.g. ``generator``, ``distortion``, a grid's ``methods``), whole for everything else.
+    The one merge rule of every config: ``base:`` files, benchmark grids and recipe stages."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = {**out[key], **value} if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 def load_config_file(path: str | os.PathLike) -> dict:
     """A YAML or JSON config; ``base: OTHER.yaml`` (relative to this file) starts from another config,
-    whose sections this one overrides - key by key for mappings, whole for everything else."""
+    whose sections this one overrides (:func:`merge_config`); a base may have a base of its own."""
     import json
     from pathlib import Path
 
@@ -92,7 +102,5 @@ def load_config_file(path: str | os.PathLike) -> dict:
     cfg = (yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)) or {}
     if "base" in cfg:
         base = load_config_file(path.parent / cfg.pop("base"))
-        for key, value in cfg.items():
-            base[key] = {**base[key], **value} if isinstance(value, dict) and isinstance(base.get(key), dict) else value
-        cfg = base
+        cfg = merge_config(base, cfg)
     return cfg

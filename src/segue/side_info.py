@@ -40,7 +40,8 @@ def side_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """A surrogate's loss against side information.
 
     Integer targets are side labels (cross-entropy over classes, the paper's objective);
-    float targets are code bits (binary cross-entropy per bit, see ``side_target="code_bits"``).
+    float targets are code bits (binary cross-entropy per bit; the ``side_target: code_bits``
+    experiment, experiments/training_variants.py).
     """
     if target.is_floating_point():
         return F.binary_cross_entropy_with_logits(logits, target)
