@@ -1,3 +1,4 @@
+import io
 import json
 import os
 import stat
@@ -186,8 +187,8 @@ def test_outputs_get_the_inputs_permissions(tmp_path, generator, mode):
 def test_output_beyond_eps_is_an_error_and_not_kept(tmp_path, generator, monkeypatch, suffix):
     """A broken delta (40/255, eps is 8) must not reach the user: one error line, no file."""
     src = make_photo_folder(tmp_path / "in", identities=1, per_identity=2, suffix=suffix)
-    monkeypatch.setattr("segue.protect.paste",
-                        lambda rgb, pieces, eps: np.clip(rgb.astype(np.int16) + 40, 0, 255).astype(np.uint8))
+    monkeypatch.setattr("segue.protect.Protector.perturb", lambda self, items: [
+        (np.clip(photo.rgb.astype(np.int16) + 40, 0, 255).astype(np.uint8), None) for _, photo in items])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         report = protect_folder(generator, src, tmp_path / "out", progress=False)
@@ -224,3 +225,93 @@ def test_grey_and_alpha_keep_their_mode(tmp_path, generator):
     assert Image.open(tmp_path / "out" / "p" / "grey.png").mode == "L"
     rgba = Image.open(tmp_path / "out" / "p" / "rgba.png")
     assert rgba.mode == "RGBA" and np.asarray(rgba)[..., 3].min() == 100
+
+
+def test_ssim_is_measured_on_every_nth_photo_of_the_plan(photo_folder, tmp_path, generator):
+    """photos 1, 1+N, ... of IN in natural order get an SSIM, the others null; PSNR and L-inf on every one."""
+    report = protect_folder(generator, photo_folder, tmp_path / "o5", ProtectOptions(ssim_every=5), progress=False)
+    rows = report["files"]  # 12 photos in natural order: person0/img0 .. person2/img3
+    assert [r["ssim"] is not None for r in rows] == [i % 5 == 0 for i in range(12)]
+    assert all(r["psnr"] is not None and r["linf"] > 0 for r in rows)
+    s = report["summary"]
+    assert s["ssim_photos"] == 3 and s["ssim_mean"] == round(float(np.mean([r["ssim"] for r in rows[::5]])), 4)
+    every = protect_folder(generator, photo_folder, tmp_path / "o1", ProtectOptions(ssim_every=1), progress=False)
+    assert every["summary"]["ssim_photos"] == 12 and [r["ssim"] for r in every["files"]][::5] == [r["ssim"] for r in rows[::5]]
+    none = protect_folder(generator, photo_folder, tmp_path / "o0", ProtectOptions(ssim_every=0), progress=False)
+    assert none["summary"]["ssim_photos"] == 0 and none["summary"]["ssim_mean"] is None
+    # the sample is the plan's, not the run's: photos already done keep their place in it
+    (tmp_path / "o5" / "person0" / "img1.png").unlink()
+    again = protect_folder(generator, photo_folder, tmp_path / "o5", ProtectOptions(ssim_every=5), progress=False)
+    assert [r["input"] for r in again["files"]] == ["person0/img1.png"] and again["files"][0]["ssim"] is None
+
+
+def test_lanes_write_the_same_bytes_and_leave_torch_threads_as_they_were(photo_folder, tmp_path, generator):
+    threads = torch.get_num_threads()
+    protect_folder(generator, photo_folder, tmp_path / "one", ProtectOptions(workers=1, batch_size=4), progress=False)
+    protect_folder(generator, photo_folder, tmp_path / "three", ProtectOptions(workers=3, batch_size=4), progress=False)
+    one, three = (tree_digest(tmp_path / d) for d in ("one", "three"))
+    one.pop("report.json"), three.pop("report.json")
+    assert one == three and len(one) == 12 and torch.get_num_threads() == threads
+
+
+def test_png_bytes_round_trip_every_mode_with_metadata():
+    from segue.imageio import png_bytes
+
+    rng = np.random.default_rng(0)
+    exif = Image.Exif()
+    exif[0x010F] = "SegueCam"
+    for shape, mode in [((30, 26, 3), "RGB"), ((30, 26, 4), "RGBA"), ((30, 26), "L"), ((30, 26, 2), "LA"), ((1, 1, 3), "RGB")]:
+        pixels = rng.integers(0, 256, shape, dtype=np.uint8)
+        for level in (0, 1, 9):
+            im = Image.open(io.BytesIO(png_bytes(pixels, level, icc_profile=b"icc" * 50, exif=exif.tobytes())))
+            im.load()
+            assert im.format == "PNG" and im.mode == mode and np.array_equal(np.asarray(im), pixels)
+            assert im.info["icc_profile"] == b"icc" * 50 and im.getexif()[0x010F] == "SegueCam"
+
+
+def test_generator_input_is_resized_as_the_training_photos_were():
+    """8-bit bilinear with antialiasing: Pillow's BILINEAR, which segue.data.read_rgb used for training."""
+    from segue.protect import to_work_size
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (57, 57, 3), dtype=np.uint8)
+    photos = [np.asarray(Image.fromarray(base).resize((224, 224), Image.BICUBIC)), rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)]
+    x = to_work_size(photos, 112)
+    pil = np.stack([np.asarray(Image.fromarray(p).resize((112, 112), Image.BILINEAR)) for p in photos])
+    assert x.shape == (2, 3, 112, 112) and x.is_contiguous()
+    assert torch.equal((x * 255).round().to(torch.uint8).permute(0, 2, 3, 1), torch.from_numpy(pil))
+
+
+def test_quality_metrics_have_one_definition_and_image_quality_is_unchanged():
+    """segue.benchmark.sets.image_quality (committed benchmark results) and protect's per-photo metrics."""
+    import math
+    import statistics
+
+    import kornia.metrics
+
+    from segue.benchmark.sets import image_quality
+    from segue.quality import diff_stats, quality_metrics
+
+    torch.manual_seed(0)
+    clean = torch.rand(70, 3, 24, 24)
+    protected = ((clean + (torch.rand_like(clean) - 0.5) * 16 / 255).clamp(0, 1) * 255).round() / 255
+    protected[3] = clean[3]  # an unchanged image: infinite PSNR, left out of the mean
+    psnrs, ssims = [], []  # image_quality as it was written before segue.quality
+    for start in range(0, 70, 64):
+        a, b = clean[start : start + 64], protected[start : start + 64]
+        psnrs += [10 * math.log10(1 / m) for m in ((a - b) ** 2).flatten(1).mean(1).tolist() if m > 0]
+        ssims += kornia.metrics.ssim(a, b, 11).flatten(1).mean(1).tolist()
+    assert image_quality(clean, protected) == {
+        "psnr_mean": round(statistics.mean(psnrs), 3), "ssim_mean": round(statistics.mean(ssims), 5),
+        "linf_max_255": int(((clean - protected).abs().max() * 255).round().item()),
+        "lpips": "skipped (no offline LPIPS backbone weights)"}
+    a8 = np.random.default_rng(1).integers(0, 256, (40, 30, 3), dtype=np.uint8)
+    b8 = np.clip(a8.astype(np.int16) + np.random.default_rng(2).integers(-9, 10, a8.shape), 0, 255).astype(np.uint8)
+    diff = a8.astype(np.int64) - b8
+    assert diff_stats(a8, b8) == (int(np.abs(diff).max()), int((diff**2).sum()))
+    black, white = np.zeros((1500, 1000, 3), np.uint8), np.full((1500, 1000, 3), 255, np.uint8)
+    assert diff_stats(black, white) == diff_stats(white, black) == (255, 1500 * 1000 * 3 * 255**2)  # no overflow
+    m = quality_metrics(a8, b8)
+    assert m["linf"] == np.abs(diff).max() and m["psnr"] == round(10 * math.log10(1 / ((diff**2).mean() / 255**2)), 3)
+    assert m["ssim"] == round(float(kornia.metrics.ssim(torch.from_numpy(a8).permute(2, 0, 1)[None].float() / 255,
+                                                        torch.from_numpy(b8).permute(2, 0, 1)[None].float() / 255, 11).mean()), 5)

@@ -277,11 +277,13 @@ def test_cli_protect_options_reach_the_output(tmp_path, generator):
     Image.fromarray(_noise(600, 800, 5)).save(src / "big.jpg", exif=_exif(gps=True))
     weights = _tiny_weights(tmp_path, generator)
     assert main(["protect", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--weights", str(weights),
-                 "--full-image", "--format", "png", "--keep-exif", "-q"]) == 0
+                 "--full-image", "--format", "png", "--keep-exif", "--ssim-every", "0", "--png-level", "9", "-q"]) == 0
     out = Image.open(tmp_path / "out" / "p" / "big.png")
     assert out.size == (800, 600) and out.getexif()[EXIF_MAKE] == "SegueCam"
-    row = json.loads((tmp_path / "out" / "report.json").read_text())["files"][0]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    row = report["files"][0]
     assert row["region"] == "full" and row["status"] == "protected"
+    assert row["ssim"] is None and report["summary"]["ssim_photos"] == 0 and row["psnr"] > 25
 
 
 def test_an_images_delta_does_not_depend_on_its_batch_neighbours():

@@ -106,7 +106,8 @@ def cmd_protect(args: argparse.Namespace) -> int:
                           workers=args.workers, overwrite=args.overwrite, quality=args.quality,
                           work_size=0 if args.native_size else None,
                           region="full" if args.full_image else args.region, crop_max_side=args.crop_max_side,
-                          face_margin=args.face_margin, keep_exif=args.keep_exif, max_pixels=args.max_pixels)
+                          face_margin=args.face_margin, keep_exif=args.keep_exif, max_pixels=args.max_pixels,
+                          ssim_every=args.ssim_every, png_level=args.png_level)
     device = resolve_device(args.device)
     try:
         if args.engine == "ray":
@@ -116,9 +117,10 @@ def cmd_protect(args: argparse.Namespace) -> int:
                                         num_cpus=args.ray_cpus, progress=not args.quiet)
         else:
             from segue.checkpoint import load_protector
-            from segue.protect import protect_folder
+            from segue.protect import protect_folder, settle_process
 
             generator, opts.side_info = load_protector(args.weights, device)
+            settle_process()
             report = protect_folder(generator, args.input, args.output, opts, progress=not args.quiet)
     except KeyboardInterrupt:
         print(f"segue protect: interrupted; finished files are kept, rerun to complete -> "
@@ -126,7 +128,8 @@ def cmd_protect(args: argparse.Namespace) -> int:
         return 130
     s = report["summary"]
     print(f"protected {s['protected']} images ({s['no_face']} without a face copied unchanged, {s['errors']} errors, "
-          f"{len(report['skipped_existing'])} already done) PSNR {s['psnr_mean']} dB, SSIM {s['ssim_mean']}, "
+          f"{len(report['skipped_existing'])} already done) PSNR {s['psnr_mean']} dB, "
+          f"SSIM {s['ssim_mean']} (of {s['ssim_photos']}), "
           f"max L-inf {s['linf_max']}/255, {s['images_per_second']} img/s -> {Path(args.output) / 'report.json'}")
     return 1 if s["errors"] else 0
 
@@ -281,8 +284,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep EXIF (camera, GPS, dates); by default all EXIF is dropped")
     r.add_argument("--max-pixels", type=int, default=100_000_000, help="refuse larger images (decompression bombs)")
     r.add_argument("--native-size", action="store_true", help="run G at each region's own size instead of its training size")
+    r.add_argument("--ssim-every", type=int, default=64, metavar="N",
+                   help="report.json: SSIM of every Nth photo (default 64: photos 1, 65, 129, ... of IN in natural "
+                        "order; 1: every photo, 0: none; null in the other rows, the summary's ssim_mean is over its "
+                        "ssim_photos); PSNR and L-inf are measured on every output, and any output beyond eps is "
+                        "refused")
+    r.add_argument("--png-level", type=int, default=1, choices=range(10), metavar="0-9",
+                   help="zlib level of PNG outputs (default 1: fast; 9: smallest files; lossless at every level)")
     r.add_argument("--batch-size", type=int, default=16)
-    r.add_argument("--workers", type=int, default=2, help="threads for decoding/encoding")
+    r.add_argument("--workers", type=int, default=2,
+                   help="lanes: threads that each take one batch from decoding to writing (default 2)")
     r.add_argument("--overwrite", action="store_true",
                    help="redo files that already exist in OUT (by default they are kept: outputs are written "
                         "atomically, so an existing file is complete)")

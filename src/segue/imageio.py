@@ -22,6 +22,7 @@ import math
 import os
 import tempfile
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,7 +129,10 @@ def read_photo(source: str | Path | bytes | io.BytesIO, max_pixels: int = DEFAUL
             fmt = im.format
             icc = im.info.get("icc_profile")
             im.load()
-            im = ImageOps.exif_transpose(im)
+            if keep_exif:  # the copy's EXIF, as written back (a TIFF's own tags are not EXIF)
+                im = ImageOps.exif_transpose(im)
+            else:  # in place: no copy of an upright photo
+                ImageOps.exif_transpose(im, in_place=True)
             exif = None
             if keep_exif:
                 tags = im.getexif()
@@ -140,7 +144,7 @@ def read_photo(source: str | Path | bytes | io.BytesIO, max_pixels: int = DEFAUL
             im = _eight_bit(im, notes)
             mode = im.mode
             alpha = np.asarray(im.getchannel("A")).copy() if "A" in im.getbands() else None
-            rgb = np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+            rgb = np.array(im if im.mode == "RGB" else im.convert("RGB"), dtype=np.uint8)  # one writable copy
     except BadImage:
         raise
     except Image.DecompressionBombError as exc:
@@ -194,13 +198,13 @@ def encode(photo: Photo, rgb: np.ndarray) -> Image.Image:
 
 
 def save_image(image: Image.Image, target, fmt: str, icc_profile: bytes | None = None, quality: int = 95,
-               exif: bytes | None = None, lossless: bool = False) -> None:
+               exif: bytes | None = None, lossless: bool = False, png_level: int | None = None) -> None:
     """Encode ``image`` as ``fmt`` to a path or file object (high quality for lossy formats).
 
     Metadata is written only when passed: a fresh image carries no EXIF, GPS or XMP. JPEG is
     written 4:4:4 (chroma subsampling would blur delta's colour and, on detailed colour, move
     pixels far beyond eps); WebP keeps the RGB under transparent pixels (``exact``) and is
-    lossless when ``lossless``.
+    lossless when ``lossless``; PNG is written at zlib level ``png_level`` (Pillow's 6 if None).
     """
     kwargs: dict = {}
     if icc_profile:
@@ -211,15 +215,63 @@ def save_image(image: Image.Image, target, fmt: str, icc_profile: bytes | None =
         kwargs.update(quality=quality, subsampling=0)
     elif fmt == "WEBP":
         kwargs.update({"lossless": True} if lossless else {"quality": quality}, exact=True)
+    elif fmt == "PNG" and png_level is not None:
+        kwargs["compress_level"] = png_level
     if fmt == "JPEG" and image.mode in ("RGBA", "LA"):
         image = image.convert("RGB" if image.mode == "RGBA" else "L")
     image.save(target, format=fmt, **kwargs)
 
 
-def encode_bytes(photo: Photo, rgb: np.ndarray, fmt: str, quality: int = 95) -> bytes:
-    """The output file's bytes: one function, so every engine writes identical files."""
+_PNG_COLOR_TYPES = {"L": (0, 1), "LA": (4, 2), "RGB": (2, 3), "RGBA": (6, 4)}  # mode: (colour type, channels)
+_PNG_MODES_BY_CHANNELS = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+
+
+def _png_chunk(tag: bytes, data: bytes) -> bytes:
+    return len(data).to_bytes(4, "big") + tag + data + zlib.crc32(data, zlib.crc32(tag)).to_bytes(4, "big")
+
+
+def png_bytes(pixels: np.ndarray, level: int = 1, icc_profile: bytes | None = None, exif: bytes | None = None) -> bytes:
+    """An 8-bit PNG of ``(H,W)`` or ``(H,W,C)`` uint8 pixels (grey, grey+alpha, RGB, RGBA).
+
+    Every row is Sub-filtered (each byte minus the same channel of the pixel to its left, mod 256)
+    and the rows are one zlib stream at ``level``. Pillow instead tries all five PNG filters on
+    every row and keeps the best: on a 224-px photo carrying delta that takes 3.6 ms at level 1 for
+    71 KiB (23 ms for 62 KiB at its default level 6), these rows 1.9 ms for 78 KiB, and they decode
+    faster (1.3 vs 1.6 ms). The ICC profile and EXIF go in ``iCCP`` and ``eXIf`` chunks, as Pillow
+    writes them.
+    """
+    h, w = pixels.shape[:2]
+    channels = pixels.shape[2] if pixels.ndim == 3 else 1
+    color_type = _PNG_COLOR_TYPES[_PNG_MODES_BY_CHANNELS[channels]][0]
+    row = pixels.reshape(h, w * channels)
+    rows = np.empty((h, 1 + w * channels), np.uint8)
+    rows[:, 0] = 1  # filter type 1: Sub
+    rows[:, 1 : 1 + channels] = row[:, :channels]
+    np.subtract(row[:, channels:], row[:, :-channels], out=rows[:, 1 + channels :])  # uint8: mod 256
+    out = [b"\x89PNG\r\n\x1a\n", _png_chunk(b"IHDR", w.to_bytes(4, "big") + h.to_bytes(4, "big") + bytes([8, color_type, 0, 0, 0]))]
+    if icc_profile:
+        out.append(_png_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc_profile)))
+    if exif:
+        out.append(_png_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
+    out += [_png_chunk(b"IDAT", zlib.compress(rows, level)), _png_chunk(b"IEND", b"")]
+    return b"".join(out)
+
+
+def encode_bytes(photo: Photo, rgb: np.ndarray, fmt: str, quality: int = 95, png_level: int | None = None) -> bytes:
+    """The output file's bytes: one function, so every engine writes identical files.
+
+    PNG with a ``png_level`` is written by :func:`png_bytes` (zlib at that level); without one,
+    by Pillow at its default level.
+    """
+    if fmt == "PNG" and png_level is not None:
+        if photo.mode == "RGB" and photo.alpha is None:  # the common case: no PIL image needed
+            return png_bytes(rgb, png_level, photo.icc_profile, photo.exif)
+        image = encode(photo, rgb)
+        if image.mode in _PNG_COLOR_TYPES:
+            return png_bytes(np.asarray(image), png_level, photo.icc_profile, photo.exif)
     buf = io.BytesIO()
-    save_image(encode(photo, rgb), buf, fmt, photo.icc_profile, quality, photo.exif, not photo.output_is_lossy(fmt))
+    save_image(encode(photo, rgb), buf, fmt, photo.icc_profile, quality, photo.exif, not photo.output_is_lossy(fmt),
+               png_level)
     return buf.getvalue()
 
 

@@ -24,7 +24,7 @@ from segue.protect import Job, ProtectOptions, Protector, build_report, finish_a
 class ProtectActor:
     """One Ray actor: the generator is loaded once, then batches of raw files stream through."""
 
-    def __init__(self, weights: str | None, options: dict, device: str, jobs: dict[str, tuple[str, str, int | None]]):
+    def __init__(self, weights: str | None, options: dict, device: str, jobs: dict[str, tuple[str, str, int | None, int]]):
         import torch
 
         from segue.checkpoint import load_protector
@@ -39,8 +39,9 @@ class ProtectActor:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows, good = [], []
         for path, data in zip(batch["path"], batch["bytes"]):
-            rel, dst, label = self.jobs[_local_path(path)]
-            job, photo, error = load_job(Job(Path(_local_path(path)), Path(dst), rel, label), self.opts, bytes(data))
+            rel, dst, label, index = self.jobs[_local_path(path)]
+            job, photo, error = load_job(Job(Path(_local_path(path)), Path(dst), rel, label, index), self.opts,
+                                         bytes(data))
             if error is not None:
                 rows.append({"input": rel, "status": "error", "error": error})
             else:
@@ -84,7 +85,7 @@ def protect_folder_ray(weights: str | Path | None, in_dir: str | Path, out_dir: 
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = progress
         if readable:
-            jobs = {str(j.src.resolve()): (j.rel, str(j.dst), j.label) for j in readable}
+            jobs = {str(j.src.resolve()): (j.rel, str(j.dst), j.label, j.index) for j in readable}
             ds = ray.data.read_binary_files([str(j.src.resolve()) for j in readable], include_paths=True)
             ds = ds.map_batches(
                 ProtectActor, batch_size=opts.batch_size, batch_format="numpy",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import statistics
 import time
 from pathlib import Path
 
@@ -17,23 +15,12 @@ LPIPS_NOTE = "skipped (no offline LPIPS backbone weights)"
 
 
 def image_quality(clean: torch.Tensor, protected: torch.Tensor) -> dict:
-    """Mean PSNR (dB, finite images only) and SSIM (kornia, 11x11 window), max L-inf in /255 steps."""
-    import kornia.metrics
+    """Mean PSNR (dB, finite images only) and SSIM (kornia, 11x11 window), max L-inf in /255 steps
+    (:func:`segue.quality.set_quality`, the metrics ``segue protect`` reports too)."""
+    from segue.quality import set_quality
 
-    psnrs, ssims = [], []
-    for start in range(0, len(clean), 64):
-        a, b = clean[start : start + 64], protected[start : start + 64]
-        mse = ((a - b) ** 2).flatten(1).mean(1)
-        psnrs += [10 * math.log10(1 / m) for m in mse.tolist() if m > 0]
-        if min(a.shape[-2:]) >= 11:
-            ssims += kornia.metrics.ssim(a, b, 11).flatten(1).mean(1).tolist()
-    linf = int(((clean - protected).abs().max() * 255).round().item()) if len(clean) else 0
-    return {
-        "psnr_mean": round(statistics.mean(psnrs), 3) if psnrs else None,
-        "ssim_mean": round(statistics.mean(ssims), 5) if ssims else None,
-        "linf_max_255": linf,
-        "lpips": LPIPS_NOTE,
-    }
+    return {**set_quality(clean, protected), "lpips": LPIPS_NOTE}
+
 
 class ProtectedSets:
     """Generates (once) and caches each method's protected training set."""
