@@ -27,6 +27,7 @@ class Protector:
         self._detector = detector  # one given is shared by every thread, one at a time
         self._detector_lock = threading.Lock()
         self._local = threading.local()  # otherwise each thread creates its own
+        self._side_info_lock = threading.Lock()  # pseudo-labels may embed with dlib: one thread at a time
 
     @property
     def detector(self) -> FaceDetector:
@@ -121,7 +122,8 @@ class Protector:
         """Side label of each crop (``order``: its photo); pseudo-labels from the crops as G sees them (``small``)."""
         if self.opts.side_info is None:
             return torch.tensor([items[i][0].label for i in order])
-        labels = self.opts.side_info.assign(small)  # the label is per face
+        with self._side_info_lock:
+            labels = self.opts.side_info.assign(small)  # the label is per face
         for i, lab in zip(order, labels.tolist()):
             items[i][0].label = lab
         return labels
