@@ -67,8 +67,8 @@ def run_demo(out_dir: Path, device: torch.device, quick: bool = False, seed: int
     }
     (out_dir / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     print()
-    print(f"| victim trained on | clean-test acc (final) | peak | chance |")
-    print(f"|---|---|---|---|")
+    print("| victim trained on | clean-test acc (final) | peak | chance |")
+    print("|---|---|---|---|")
     for name, v in victims.items():
         print(f"| {name} ORL photos | {v['final_acc']:.1%} | {v['peak_acc']:.1%} | {v['chance']:.1%} |")
     print()

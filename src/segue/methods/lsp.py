@@ -22,7 +22,6 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn.datasets import make_classification
 
 from segue.data import FaceSet
