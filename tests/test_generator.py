@@ -51,7 +51,7 @@ def test_runs_on_cpu_explicitly():
     assert not torch.allclose(out[0], out[1])  # two different photos get two different deltas
     if torch.cuda.is_available():
         with torch.no_grad():
-            on_gpu = g.to("cuda")(x.cuda(), y.cuda()).cpu()
+            on_gpu = g.to("cuda")(x.to("cuda"), y.to("cuda")).cpu()
         assert torch.allclose(out, on_gpu, atol=1e-4)
 
 

@@ -39,7 +39,8 @@ def parse_deadline(text: str | None, now: datetime | None = None) -> datetime | 
     """``HH:MM`` (UTC, the next such time) or an ISO timestamp; no new cell starts after it.
 
     The next such time, not today's: "00:10" given at 22:52 means tonight, and read as today
-    it had already passed, so the run skipped every cell (session 14).
+    it had already passed, so the run skipped every cell. A run started after its deadline therefore
+    goes on until the same time the next day: give an ISO time to stop a restarted run.
     """
     if not text:
         return None
