@@ -27,7 +27,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from segue.checkpoint import read_metadata, weights_path
+from segue.checkpoint import read_weights
 from segue.generator import Generator, GeneratorConfig, group_norm
 
 
@@ -108,12 +108,7 @@ class VariantGenerator(Generator):
 def load_variant(path: str | Path | None = None, device: str | torch.device = "cpu",
                  overrides: dict[str, Any] | None = None) -> tuple[VariantGenerator, dict[str, Any]]:
     """``segue.checkpoint.load_generator`` for any generator file (or shipped name), whatever its options."""
-    path = weights_path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"generator weights not found: {path}")
-    meta = read_metadata(path)
-    if overrides:
-        meta["provenance"] = {**meta["provenance"], "config_overrides": dict(overrides)}
-    generator = VariantGenerator(VariantGeneratorConfig(**{**meta["generator"], **(overrides or {})}))
+    path, config, provenance = read_weights(path, overrides)
+    generator = VariantGenerator(VariantGeneratorConfig(**config))
     generator.load_state_dict(load_file(str(path), device="cpu"))
-    return generator.to(device).eval(), meta["provenance"]
+    return generator.to(device).eval(), provenance

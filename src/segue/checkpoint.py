@@ -96,6 +96,17 @@ def weights_path(weights: str | Path | None) -> Path:
     return Path(weights)
 
 
+def read_weights(path: str | Path | None, overrides: dict[str, Any] | None = None) -> tuple[Path, dict, dict]:
+    """A weights file's path, generator config (``overrides`` applied) and provenance (recording them)."""
+    path = weights_path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"generator weights not found: {path}")
+    meta = read_metadata(path)
+    if overrides:
+        meta["provenance"] = {**meta["provenance"], "config_overrides": dict(overrides)}
+    return path, {**meta["generator"], **(overrides or {})}, meta["provenance"]
+
+
 def load_generator(path: str | Path | None = None, device: str | torch.device = "cpu",
                    overrides: dict[str, Any] | None = None) -> tuple[Generator, dict[str, Any]]:
     """Rebuild a generator from a ``.safetensors`` file or a shipped name (default: the default one), in eval mode.
@@ -105,16 +116,10 @@ def load_generator(path: str | Path | None = None, device: str | torch.device = 
     before some options moved to ``experiments/`` load as long as those are at their shipped value
     (:func:`migrate_generator_config`).
     """
-    path = weights_path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"generator weights not found: {path}")
-    meta = read_metadata(path)
-    if overrides:
-        meta["provenance"] = {**meta["provenance"], "config_overrides": dict(overrides)}
-    config = migrate_generator_config({**meta["generator"], **(overrides or {})}, f"{path}")
-    generator = Generator(GeneratorConfig(**config))
+    path, config, provenance = read_weights(path, overrides)
+    generator = Generator(GeneratorConfig(**migrate_generator_config(config, f"{path}")))
     generator.load_state_dict(load_file(str(path), device="cpu"))
-    return generator.to(device).eval(), meta["provenance"]
+    return generator.to(device).eval(), provenance
 
 
 def load_protector(path: str | Path | None = None, device: str | torch.device = "cpu"):
