@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The attack tables (benchmarks/results/attacks/{webface10,orl,celeba234}/attacks.md), cells in
+# The attack tables (benchmarks/results/attacks/{wf10,orl,celeba234}/attacks.md), cells in
 # priority order: embedding attackers (seconds each) first, then the from-scratch attacks on the
 # default and robust_rem generators and the clean reference, then everything else in grid order.
 # Resumable: a rerun skips finished cells. DEADLINE (HH:MM UTC): no cell starts after it.
