@@ -10,15 +10,13 @@ removed option is set) and ``NAME.results.json`` as ``segue train`` does.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 from pathlib import Path
 
 from experiments.training_variants import VariantTrainConfig, train_variant
-from segue.checkpoint import save_generator
+from segue.cli.train import train_and_save
 from segue.data import load_image_folder
-from segue.runtime import device_name, load_config_file, resolve_device, versions, write_json_atomic
+from segue.runtime import load_config_file, resolve_device
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,21 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg = VariantTrainConfig.from_dict(raw)
     device = resolve_device(args.device)
     data = load_image_folder(args.data, cfg.image_size)
-    t0 = time.perf_counter()
-    generator, _, history = train_variant(data, data.labels, len(data.classes), cfg, device,
-                                          on_epoch=lambda r: print(json.dumps(r), file=sys.stderr, flush=True))
-    seconds = time.perf_counter() - t0
-    out = Path(args.output)
-    provenance = {
-        "train_data": str(Path(args.data).resolve()), "classes": data.classes, "side_info": "labels",
-        "image_size": cfg.image_size, "seed": cfg.seed, "train_config": cfg.to_dict(), "experiment": "experiments.train",
-        "train_seconds": round(seconds, 1), "epochs_run": len(history), "device": device_name(device),
-        "final_protected_loss": history[-1]["protected_loss"], "versions": versions(),
-    }
-    save_generator(generator, out, provenance)
-    write_json_atomic(out.with_name(out.stem + ".results.json"), {**provenance, "history": history})
-    print(f"saved {out} ({seconds:.0f}s, final protected loss {history[-1]['protected_loss']:.4f})")
-    return 0
+    provenance = {"train_data": str(Path(args.data).resolve()), "classes": data.classes, "side_info": "labels",
+                  "experiment": "experiments.train"}
+    return train_and_save(train_variant, data, data.labels, len(data.classes), cfg, device, Path(args.output), provenance)
 
 
 if __name__ == "__main__":

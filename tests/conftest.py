@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from segue.data import load_image_folder
 from segue.distortion import DistortionConfig
 from segue.generator import GeneratorConfig
 from segue.training import TrainConfig
@@ -48,3 +49,10 @@ def tree_digest(root: Path) -> dict[str, str]:
 @pytest.fixture
 def photo_folder(tmp_path: Path) -> Path:
     return make_photo_folder(tmp_path / "in")
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    """4 people x 8 synthetic 32 px photos, loaded (shared by the training tests)."""
+    root = make_photo_folder(tmp_path_factory.mktemp("data"), identities=4, per_identity=8, size=(32, 32))
+    return load_image_folder(root, 32)

@@ -11,12 +11,6 @@ CPU = torch.device("cpu")
 
 
 @pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    root = make_photo_folder(tmp_path_factory.mktemp("data"), identities=4, per_identity=8, size=(32, 32))
-    return load_image_folder(root, 32)
-
-
-@pytest.fixture(scope="module")
 def tiny_faces_many(tmp_path_factory):
     # 32 photos per identity: enough surrogate steps for its BatchNorm running statistics to settle
     root = make_photo_folder(tmp_path_factory.mktemp("many"), identities=4, per_identity=32, size=(32, 32))

@@ -11,10 +11,8 @@ sys.path.insert(0, str(ROOT))  # experiments/ is a folder of the repository, not
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from conftest import make_photo_folder  # noqa: E402  (tests/conftest.py)
 from experiments.generator_variants import VariantGeneratorConfig, load_variant
 from experiments.training_variants import VariantTrainConfig, VariantTrainer, train_variant
-from segue.data import load_image_folder
 from segue.distortion import DistortionConfig
 from segue.runtime import load_config_file, merge_config
 
@@ -27,12 +25,6 @@ def tiny_variant_config(**overrides) -> VariantTrainConfig:
                 generator=VariantGeneratorConfig(width=16), distortion=DistortionConfig(pgd_steps=2), seed=0)
     base.update(overrides)
     return VariantTrainConfig(**base)
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    root = make_photo_folder(tmp_path_factory.mktemp("data"), identities=4, per_identity=8, size=(32, 32))
-    return load_image_folder(root, 32)
 
 
 def test_interleaved_schedule_steps_f_then_g_every_batch(tiny_data):

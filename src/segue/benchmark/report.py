@@ -13,6 +13,12 @@ from segue.benchmark.sets import LPIPS_NOTE
 def pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
 
+
+def cell_row(r: dict) -> tuple:
+    """One ``results.jsonl`` record as the all-cells table's columns."""
+    return (r["method"], r["victim"], r["countermeasure"], r["seed"], pct(r["peak_acc"]), r["peak_epoch"],
+            pct(r["final_acc"]), r["train_seconds"], r.get("device", "-"), r["finished_at"])
+
 def aggregate(rows: list[dict]) -> dict:
     peaks, finals = [r["peak_acc"] for r in rows], [r["final_acc"] for r in rows]
     return {"n": len(rows), "peak": statistics.mean(peaks), "final": statistics.mean(finals),
@@ -81,11 +87,7 @@ def write_report(cfg: dict, out: Path) -> str:
     md += ["## All cells (`results.jsonl`, one line each, with per-epoch history)", "",
            "| method | victim | countermeasure | seed | peak % | peak epoch | final % | train s | device | finished |",
            "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        md.append(f"| {r['method']} | {r['victim']} | {r['countermeasure']} | {r['seed']} | {pct(r['peak_acc'])} | "
-                  f"{r['peak_epoch']} | {pct(r['final_acc'])} | {r['train_seconds']} | {r.get('device', '-')} | "
-                  f"{r['finished_at']} |")
-    md.append("")
+    md += ["| " + " | ".join(str(v) for v in cell_row(r)) + " |" for r in rows] + [""]
     text = "\n".join(md)
     (out / "table.md").write_text(text)
     if cfg.get("table"):

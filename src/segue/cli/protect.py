@@ -1,0 +1,95 @@
+"""``segue protect``: every photo under IN, protected, into OUT."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from segue.runtime import resolve_device
+
+
+def cmd_protect(args: argparse.Namespace) -> int:
+    """Protect a folder with a trained (or the shipped) generator.
+
+    Exit status 1 whenever a file could not be protected (its error is on stderr and in
+    report.json; the other files are still written), 130 on Ctrl-C, 2 on a usage error.
+    """
+    from segue.protect import ProtectOptions
+
+    opts = ProtectOptions(label=args.label, output_format=args.format, batch_size=args.batch_size,
+                          workers=args.workers, overwrite=args.overwrite, quality=args.quality,
+                          work_size=0 if args.native_size else None,
+                          region="full" if args.full_image else args.region, crop_max_side=args.crop_max_side,
+                          face_margin=args.face_margin, keep_exif=args.keep_exif, max_pixels=args.max_pixels,
+                          ssim_every=args.ssim_every, png_level=args.png_level)
+    device = resolve_device(args.device)
+    try:
+        if args.engine == "ray":
+            from segue.ray_engine import protect_folder_ray
+
+            report = protect_folder_ray(args.weights, args.input, args.output, opts, device=str(device),
+                                        num_cpus=args.ray_cpus, progress=not args.quiet)
+        else:
+            from segue.checkpoint import load_protector
+            from segue.protect import protect_folder, settle_process
+
+            generator, opts.side_info = load_protector(args.weights, device)
+            settle_process()
+            report = protect_folder(generator, args.input, args.output, opts, progress=not args.quiet)
+    except KeyboardInterrupt:
+        print(f"segue protect: interrupted; finished files are kept, rerun to complete -> "
+              f"{Path(args.output) / 'report.json'}", file=sys.stderr)
+        return 130
+    s = report["summary"]
+    print(f"protected {s['protected']} images ({s['no_face']} without a face copied unchanged, {s['errors']} errors, "
+          f"{len(report['skipped_existing'])} already done) PSNR {s['psnr_mean']} dB, "
+          f"SSIM {s['ssim_mean']} (of {s['ssim_photos']}), "
+          f"max L-inf {s['linf_max']}/255, {s['images_per_second']} img/s -> {Path(args.output) / 'report.json'}")
+    return 1 if s["errors"] else 0
+
+def add_parser(sub) -> None:
+    """``segue protect``: every photo under IN, protected, into OUT subcommands."""
+    r = sub.add_parser("protect", help="protect every photo under IN into OUT")
+    r.add_argument("input", help="input folder (never modified): each subfolder is one person, the files directly "
+                   "in it one more (a flat folder is one person, label 0)")
+    r.add_argument("-o", "--output", required=True, help="output folder (mirrors IN)")
+    r.add_argument("--weights", help="generator .safetensors, or a shipped one: 'default' (the paper's recipe), 'robust' "
+                   "(survives JPEG/resizing/blur) or 'robust_rem' (also adversarial training and JPEG q10, "
+                   "L-inf up to 18/255 at PSNR >= 30.2 dB); see README")
+    r.add_argument("--label", type=int, help="side label for every photo (instead of one per subfolder)")
+    r.add_argument("--format", choices=["keep", "png"], default="keep",
+                   help="keep each file's format (default; JPEG and lossy WebP written at --quality, which weakens "
+                        "protection; lossless inputs stay lossless) or png (lossless)")
+    r.add_argument("--quality", type=int, default=95,
+                   help="JPEG/lossy-WebP quality (default 95); an output moved beyond eps + 32/255 (at 95; wider "
+                        "below) is refused as an error")
+    r.add_argument("--region", choices=["auto", "faces", "full"], default="auto",
+                   help="auto (default): photos up to --crop-max-side px are face crops, larger ones are searched "
+                        "for faces; faces: always detect; full: perturb the whole frame")
+    r.add_argument("--full-image", action="store_true", help="same as --region full")
+    r.add_argument("--crop-max-side", type=int, default=512, help="largest photo --region auto treats as a face crop")
+    r.add_argument("--face-margin", type=float, default=0.5, help="margin around a detected face, in face widths")
+    r.add_argument("--keep-exif", action="store_true",
+                   help="keep EXIF (camera, GPS, dates); by default all EXIF is dropped")
+    r.add_argument("--max-pixels", type=int, default=100_000_000, help="refuse larger images (decompression bombs)")
+    r.add_argument("--native-size", action="store_true", help="run G at each region's own size instead of its training size")
+    r.add_argument("--ssim-every", type=int, default=64, metavar="N",
+                   help="report.json: SSIM of every Nth photo (default 64: photos 1, 65, 129, ... of IN in natural "
+                        "order; 1: every photo, 0: none; null in the other rows, the summary's ssim_mean is over its "
+                        "ssim_photos); PSNR and L-inf are measured on every output, and any output beyond eps is "
+                        "refused")
+    r.add_argument("--png-level", type=int, default=1, choices=range(10), metavar="0-9",
+                   help="zlib level of PNG outputs (default 1: fast; 9: smallest files; lossless at every level)")
+    r.add_argument("--batch-size", type=int, default=16)
+    r.add_argument("--workers", type=int, default=2,
+                   help="lanes: threads that each take one batch from decoding to writing (default 2)")
+    r.add_argument("--overwrite", action="store_true",
+                   help="redo files that already exist in OUT (by default they are kept: outputs are written "
+                        "atomically, so an existing file is complete)")
+    r.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local threads (default) or Ray Data for bulk runs (pip install 'segue[ray]')")
+    r.add_argument("--ray-cpus", type=int, help="CPUs Ray may use (default: all); one is left for reading")
+    r.add_argument("--device", default="auto")
+    r.add_argument("-q", "--quiet", action="store_true")
+    r.set_defaults(func=cmd_protect)
