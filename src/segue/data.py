@@ -23,7 +23,23 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".tif", ".tif
 
 @dataclass
 class FaceSet:
-    """Images ``(N,3,H,W)`` in [0,1], integer labels, class names and source paths."""
+    """Images ``(N,3,H,W)`` in [0,1], integer labels, class names and source paths.
+
+    What every loader returns (:func:`load_image_folder`, :func:`load_photos`, the embedded ORL
+    faces) and every method, attacker and countermeasure takes.
+
+    Args:
+        images: ``(N,3,H,W)`` float in [0, 1] (8-bit valued when loaded from files).
+        labels: ``(N,)`` int64 person index.
+        classes: person names, indexed by label.
+        paths: source file of each image (empty for in-memory sets).
+
+    Examples:
+        >>> import torch
+        >>> faces = FaceSet(torch.rand(4, 3, 32, 32), torch.tensor([0, 0, 1, 1]), ["alice", "bob"])
+        >>> len(faces), faces.subset([2, 3]).labels.tolist(), faces.with_images(faces.images * 0).images.max().item()
+        (4, [1, 1], 0.0)
+    """
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -35,7 +51,8 @@ class FaceSet:
 
     def subset(self, index: torch.Tensor | list[int]) -> "FaceSet":
         index = torch.as_tensor(index, dtype=torch.long)
-        return FaceSet(self.images[index], self.labels[index], self.classes, [self.paths[i] for i in index.tolist()])
+        paths = [self.paths[i] for i in index.tolist()] if self.paths else []  # in-memory sets have none
+        return FaceSet(self.images[index], self.labels[index], self.classes, paths)
 
     def with_images(self, images: torch.Tensor) -> "FaceSet":
         return FaceSet(images, self.labels, self.classes, self.paths)

@@ -35,7 +35,22 @@ from segue.side_info import side_loss
 
 
 class DistortionStage(nn.Module):
-    """Base class: ``forward(x, y, model)``; ``y`` and ``model`` are only used by PGD."""
+    """Base class of every stage: ``forward(x, y, model)``; ``y`` and ``model`` are only used by PGD.
+
+    A stage with ``on_input = True`` acts on G's input (the paper's PGD), the others on the
+    protected image ``x + delta`` and must stay differentiable, so G learns a delta that survives them.
+
+    Shape:
+        ``forward(x (N,3,H,W) in [0,1], y (N,) side labels or None, model or None)`` -> ``(N,3,H,W)``.
+
+    Examples:
+        >>> import torch
+        >>> class Darken(DistortionStage):
+        ...     def forward(self, x, y=None, model=None):
+        ...         return x * 0.9
+        >>> round(Darken()(torch.ones(1, 3, 4, 4)).max().item(), 2)
+        0.9
+    """
 
     on_input = False  # True: applied to G's input; False: applied to the protected image
 
@@ -44,7 +59,20 @@ class DistortionStage(nn.Module):
 
 
 class KorniaStage(DistortionStage):
-    """Wraps any image -> image callable (a kornia augmentation or function)."""
+    """Wraps any image -> image callable (a kornia augmentation or function) as a stage.
+
+    Args:
+        fn: the callable, e.g. ``kornia.augmentation.RandomJPEG(...)`` (differentiable JPEG).
+
+    Shape:
+        ``(N,3,H,W)`` -> ``(N,3,H,W)`` (whatever ``fn`` returns).
+
+    Examples:
+        >>> import torch, kornia
+        >>> blur = KorniaStage(kornia.filters.GaussianBlur2d((3, 3), (0.5, 0.5)))
+        >>> blur(torch.rand(2, 3, 16, 16)).shape
+        torch.Size([2, 3, 16, 16])
+    """
 
     def __init__(self, fn: nn.Module):
         super().__init__()
@@ -55,7 +83,20 @@ class KorniaStage(DistortionStage):
 
 
 class Sharpness(DistortionStage):
-    """PIL-style sharpness with a fixed factor (factor 1 = identity)."""
+    """PIL-style sharpness with a fixed factor (factor 1 = identity), on the protected image.
+
+    Args:
+        factor: 2.0 in the paper's distortion layer.
+
+    Shape:
+        ``(N,3,H,W)`` -> ``(N,3,H,W)``.
+
+    Examples:
+        >>> import torch
+        >>> x = torch.rand(1, 3, 16, 16)
+        >>> torch.allclose(Sharpness(1.0)(x), x), Sharpness(2.0)(x).shape
+        (True, torch.Size([1, 3, 16, 16]))
+    """
 
     def __init__(self, factor: float):
         super().__init__()
@@ -68,7 +109,26 @@ class Sharpness(DistortionStage):
 class PGD(DistortionStage):
     """L-inf PGD that *maximises* the surrogate's loss within ``rho`` (zero start, step rho/steps).
 
-    Acts on the generator's input; the offset is detached (no gradient to G through it).
+    Acts on the generator's input (the paper's distortion, as the official Segue code); the offset
+    is detached (no gradient to G through it).
+
+    Args:
+        rho: L-inf radius in [0, 1] units (1/255).
+        steps: signed-gradient steps (5).
+
+    Shape:
+        ``forward(x (N,3,H,W), y (N,) side labels, model)`` -> ``(N,3,H,W)``, ``|out - x| <= rho``;
+        without ``model`` or ``y`` it returns ``x``.
+
+    Examples:
+
+        >>> import torch
+        >>> from segue.models import create_model
+        >>> f = create_model("resnet18", num_classes=4)
+        >>> x, y = torch.rand(2, 3, 32, 32), torch.tensor([0, 3])
+        >>> x_adv = PGD(rho=2 / 255, steps=2)(x, y, f)
+        >>> bool((x_adv - x).abs().max() <= 2 / 255 + 1e-6)
+        True
     """
 
     on_input = True
@@ -113,6 +173,18 @@ class RandomRescale(DistortionStage):
 
     Platforms resize uploads; a perturbation that lives in the finest pixels does not survive a 2x
     downscale. Applied to the whole batch with probability ``p`` (one factor per batch).
+
+    Args:
+        p: probability per batch.
+        min_factor: smallest scale factor (0.25).
+
+    Shape:
+        ``(N,3,H,W)`` -> ``(N,3,H,W)``.
+
+    Examples:
+        >>> import torch
+        >>> RandomRescale(p=1.0, min_factor=0.5)(torch.rand(2, 3, 32, 32)).shape
+        torch.Size([2, 3, 32, 32])
     """
 
     def __init__(self, p: float, min_factor: float = 0.25):
@@ -131,7 +203,24 @@ class RandomRescale(DistortionStage):
 
 @dataclass
 class DistortionConfig:
-    """The paper's distortion settings; set a value to 0 to drop that stage."""
+    """The paper's distortion settings; set a value to 0 to drop that stage.
+
+    Args:
+        pgd_steps, pgd_rho: the input PGD (5 steps, 1/255).
+        blur_kernel, blur_sigma: Gaussian blur (3, 0.2).
+        sharpness: sharpness factor (2.0).
+        hflip_p, vflip_p: flip probabilities (0.1 each).
+        jpeg_p, jpeg_quality: differentiable JPEG (kornia) and its quality range (ours; off).
+        rescale_p, rescale_min: :class:`RandomRescale` (ours; off).
+        grey_p: random grayscale (ours; off).
+        strong_blur_p, strong_blur_sigma: a stronger random blur (ours; off).
+        adv_rho, adv_steps: :class:`AdversarialNoise` on the protected image (REM-style; off).
+
+    Examples:
+        >>> layer = DistortionLayer.from_config(DistortionConfig(jpeg_p=0.5))
+        >>> [type(s).__name__ for s in layer.stages]
+        ['PGD', 'KorniaStage', 'Sharpness', 'KorniaStage', 'KorniaStage', 'KorniaStage']
+    """
 
     pgd_steps: int = 5
     pgd_rho: float = 1 / 255
@@ -162,6 +251,23 @@ class AdversarialNoise(DistortionStage):
     shows G that - G minimising f's loss here is REM's min-min-max, and f trained through it is
     adversarially trained as REM's surrogate is. The attack matches the adversarial-training
     countermeasure's (random start, step rho/4); r is detached, delta keeps its gradient.
+
+    Args:
+        rho: L-inf radius of r (``robust_rem``: 4/255).
+        steps: PGD steps (5).
+
+    Shape:
+        ``forward(x (N,3,H,W), y (N,), model)`` -> ``(N,3,H,W)``, ``|out - x| <= rho``.
+
+    Examples:
+
+        >>> import torch
+        >>> from segue.models import create_model
+        >>> f = create_model("resnet18", num_classes=4)
+        >>> x, y = torch.rand(2, 3, 32, 32), torch.tensor([0, 3])
+        >>> out = AdversarialNoise(rho=4 / 255, steps=2)(x, y, f)
+        >>> bool((out - x).abs().max() <= 4 / 255 + 1e-6)
+        True
     """
 
     def __init__(self, rho: float, steps: int = 5):
@@ -178,7 +284,28 @@ class AdversarialNoise(DistortionStage):
 
 
 class DistortionLayer(nn.Module):
-    """The paper's distortion: PGD on G's input; blur, sharpness, flips on x + delta."""
+    """The paper's distortion: PGD on G's input; blur, sharpness, flips on x + delta.
+
+    One container of :class:`DistortionStage` modules (as kornia's ``AugmentationSequential``
+    composes augmentations): ``generator_input`` runs the input stages, ``forward`` the others.
+
+    Args:
+        stages: in order; build the paper's (or a robust config's) with :meth:`from_config`.
+
+    Shape:
+        ``generator_input(x, y, model)`` and ``forward(x, y=None, model=None)``: ``(N,3,H,W)`` -> ``(N,3,H,W)``.
+
+    Examples:
+
+        >>> import torch
+        >>> from segue.models import create_model
+        >>> f = create_model("resnet18", num_classes=4)
+        >>> x, y = torch.rand(2, 3, 32, 32), torch.tensor([0, 3])
+        >>> layer = DistortionLayer.from_config(DistortionConfig(pgd_steps=2))
+        >>> x_in = layer.generator_input(x, y, f)        # what G sees: PGD within 1/255
+        >>> bool((x_in - x).abs().max() <= 1 / 255 + 1e-6), layer(x).shape
+        (True, torch.Size([2, 3, 32, 32]))
+    """
 
     def __init__(self, stages: list[DistortionStage]):
         super().__init__()

@@ -51,7 +51,23 @@ def create_extractor(name: str = "dlib") -> "FaceExtractor":
 
 
 class FaceExtractor(ABC):
-    """Maps face photos to identity embeddings (close for the same person)."""
+    """Maps face photos to identity embeddings (close for the same person).
+
+    Used for the unsupervised side information (k-means pseudo-labels) and by the embedding
+    attackers; registered by name (``segue list extractors``, :func:`create_extractor`).
+    Subclasses set ``name`` and ``dim`` and implement ``embed``.
+
+    Shape:
+        ``embed(images (N,3,H,W) in [0,1])`` -> ``(N, dim)`` float32 numpy.
+
+    Examples:
+        >>> import numpy as np
+        >>> from segue.data import load_orl
+        >>> train, _ = load_orl(size=112, num_classes=2)              # person 0: photos 0-7
+        >>> e = create_extractor("dlib-crop").embed(train.images[[0, 1, 8]])
+        >>> bool(np.linalg.norm(e[0] - e[1]) < np.linalg.norm(e[0] - e[2]))   # same person closer
+        True
+    """
 
     name: str = "base"
     dim: int = 0
@@ -73,7 +89,20 @@ class DlibResNet(FaceExtractor):
     112 px it finds no face in 23% of the crops, mostly profiles and tilted heads, and those are
     most of k-means' mistakes (47 of 60). Those photos go to dlib's CNN (MMOD) detector, which
     finds 97% of them at ~0.5 s each; only if it fails too is the whole image the face box.
-    ``cnn_fallback=False`` gives the old HOG-or-whole-image behaviour.
+
+    Args:
+        upsample: HOG/CNN detector upsampling (1).
+        cnn_fallback: try the CNN detector where HOG finds nothing (``False``: the old
+            HOG-or-whole-image behaviour, registered as ``dlib-hog``).
+
+    Shape:
+        ``embed(images (N,3,H,W) in [0,1])`` -> ``(N,128)`` float32.
+
+    Examples:
+        >>> from segue.data import load_orl
+        >>> train, _ = load_orl(size=112, num_classes=1)
+        >>> DlibResNet(cnn_fallback=False).embed(train.images[:2]).shape
+        (2, 128)
     """
 
     name, dim = "dlib", 128
@@ -129,6 +158,14 @@ class DlibResNetCrop(DlibResNet):
 
     For photos that are already face crops (WebFace10, CelebA234, ORL): what an attacker with
     crops does, and no detector can miss a profile and drop the photo.
+
+    Shape:
+        ``embed(images (N,3,H,W) in [0,1])`` -> ``(N,128)`` float32.
+
+    Examples:
+        >>> import torch
+        >>> DlibResNetCrop().embed(torch.rand(1, 3, 112, 112)).shape
+        (1, 128)
     """
 
     name = "dlib-crop"

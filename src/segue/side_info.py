@@ -49,7 +49,19 @@ def side_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 class SideInfo(ABC):
-    """Assigns each image a side label (an integer that becomes the generator's code)."""
+    """Assigns each image a side label (an integer that becomes the generator's code).
+
+    The paper's two scenarios are the two subclasses: :class:`TrueLabels` (the defender knows who
+    is who) and :class:`segue.pseudo_labels.PseudoLabels` (k-means clusters of face embeddings).
+
+    Shape:
+        ``assign(images (N,3,H,W), labels (N,) or None)`` -> side labels ``(N,)`` int64.
+
+    Examples:
+        >>> import torch
+        >>> TrueLabels(["alice", "bob"]).assign(torch.rand(3, 3, 8, 8), torch.tensor([1, 0, 1])).tolist()
+        [1, 0, 1]
+    """
 
     name: str = "base"
 
@@ -64,7 +76,20 @@ class SideInfo(ABC):
 
 
 class TrueLabels(SideInfo):
-    """Supervised scenario: the defender knows who is who, so the side label is the identity."""
+    """Supervised scenario: the defender knows who is who, so the side label is the identity.
+
+    Args:
+        class_names: one per person, in label order (the class folders).
+
+    Shape:
+        ``assign(images (N,3,H,W), labels (N,))`` -> ``labels`` as int64; ``labels=None`` is an error.
+
+    Examples:
+        >>> import torch
+        >>> side = TrueLabels(["alice", "bob"])
+        >>> side.num_classes, side.assign(torch.rand(2, 3, 8, 8), [1, 1]).tolist()
+        (2, [1, 1])
+    """
 
     name = "labels"
 

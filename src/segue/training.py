@@ -54,6 +54,25 @@ class TrainConfig:
     Defaults are the paper's Alg. 1 (official code: batch 16, f in eval mode during G's steps);
     ``surrogate_distortion`` and the distortion layer's robustness stages are our additions that the
     shipped ``robust`` / ``robust_rem`` generators were trained with (configs/recipes/).
+
+    Args:
+        image_size: training resolution (112 on the CPU protocol).
+        epochs: at most this many epochs (20); ``stop_loss`` may end training earlier.
+        surrogate_every: f trains in one epoch of every ``surrogate_every`` (5), G in all of them.
+        batch_size, lr_generator, lr_surrogate: 16, 5e-4, 5e-4 (Adam).
+        l2_weight: weight of G's ||delta||^2 term (1e-3).
+        stop_loss: stop once f's loss on undistorted protected photos is below it (1e-3).
+        max_seconds: wall-clock budget: stop after the epoch that crosses it.
+        surrogate_distortion: f also learns from distorted protected images (ours).
+        surrogate: registered classifier used as f (``resnet18``).
+        seed: seeds G, f and the batch order.
+        init_generator: start G from these weights (a path or a shipped name): fine-tuning.
+        generator, distortion: :class:`GeneratorConfig`, :class:`DistortionConfig`.
+
+    Examples:
+        >>> cfg = TrainConfig.from_dict({"epochs": 2, "generator": {"width": 16}, "distortion": {"jpeg_p": 0.5}})
+        >>> cfg.epochs, cfg.generator.width, cfg.distortion.jpeg_p, cfg.distortion.pgd_steps
+        (2, 16, 0.5, 5)
     """
 
     image_size: int = 112
@@ -137,7 +156,29 @@ def init_state(weights: str, config: GeneratorConfig, load: Callable = load_gene
 
 
 class SegueTrainer:
-    """Holds G, f, their optimisers and the distortion layer; one method per stage."""
+    """Holds G, f, their optimisers and the distortion layer; one method per stage of Alg. 1.
+
+    ``surrogate_step``: f learns to classify ``x + G(x)`` by side label (G frozen).
+    ``generator_step``: G minimises f's loss on ``distortion(x + G(x'))`` plus an L2 term (f frozen),
+    the error-minimising shortcut. :func:`train_generator` runs the epochs.
+
+    Args:
+        cfg: :class:`TrainConfig`.
+        num_classes: number of side labels (f's outputs).
+        device: where G and f live.
+
+    Shape:
+        both steps take ``x (B,3,H,W)`` in [0,1] and side labels ``s (B,)``.
+
+    Examples:
+        >>> import torch
+        >>> cfg = TrainConfig(image_size=32, generator=GeneratorConfig(width=16), distortion=DistortionConfig(pgd_steps=1))
+        >>> trainer = SegueTrainer(cfg, num_classes=4, device=torch.device("cpu"))
+        >>> x, s = torch.rand(4, 3, 32, 32), torch.arange(4)
+        >>> f_loss = trainer.surrogate_step(x, s)
+        >>> sorted(trainer.generator_step(x, s))
+        ['delta_l2', 'distorted_loss', 'protected_loss']
+    """
 
     generator_class: type[Generator] = Generator
     load_weights = staticmethod(load_generator)  # how init_generator is read

@@ -24,6 +24,18 @@ from segue.runtime import seed_everything
 
 @dataclass
 class VictimConfig:
+    """The victim trained from scratch on protected photos (the paper's evaluation).
+
+    Args:
+        model: registered classifier (``resnet18``; ``segue list models``).
+        epochs: 15 on the CPU protocol; every epoch's clean-test accuracy is logged.
+        batch_size, lr: 16, 5e-4 (Adam).
+        seed: initialisation and batch order.
+
+    Examples:
+        >>> VictimConfig(epochs=2).to_dict()
+        {'model': 'resnet18', 'epochs': 2, 'batch_size': 16, 'lr': 0.0005, 'seed': 0}
+    """
     model: str = "resnet18"
     epochs: int = 15
     batch_size: int = 16
@@ -48,7 +60,7 @@ def accuracy(model: nn.Module, data: FaceSet, device: torch.device, batch_size: 
     return (predict(model, data, device, batch_size) == data.labels).float().mean().item() if len(data) else 0.0
 
 
-def test_scores(preds: torch.Tensor, test: FaceSet, groups: dict[str, torch.Tensor] | None = None) -> dict:
+def scores_on_test(preds: torch.Tensor, test: FaceSet, groups: dict[str, torch.Tensor] | None = None) -> dict:
     """``test_acc`` on all of ``test`` and ``test_acc_<group>`` on each boolean mask of ``groups``.
 
     Groups are how partial protection is reported: the protected people's clean photos apart
@@ -83,7 +95,7 @@ def train_victim(
     each map ``(model, x, y_soft, gen) -> (x, y_soft)`` on every batch, in order; the loss
     is then the cross-entropy with those soft targets. Without them the loop is the plain
     protocol above (hard labels, same batches for the same seed). ``groups`` (boolean masks over
-    ``test``) add a ``test_acc_<name>`` per epoch (see :func:`test_scores`).
+    ``test``) add a ``test_acc_<name>`` per epoch (see :func:`scores_on_test`).
     """
     rng = seed_everything(cfg.seed)
     num_classes = len(train.classes)
@@ -121,7 +133,7 @@ def train_victim(
             "epoch": epoch + 1,
             "train_loss": round(loss_sum / len(train), 4),
             "train_acc": round(correct / len(train), 4),
-            **test_scores(predict(model, test, device), test, groups),
+            **scores_on_test(predict(model, test, device), test, groups),
             "seconds": round(time.perf_counter() - t0, 2),
         }
         history.append(row)

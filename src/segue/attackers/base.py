@@ -13,13 +13,23 @@ from segue.data import FaceSet
 class Attacker:
     """Base class. ``run(train, test)`` fits on ``train`` and returns per-epoch clean-test scores.
 
+    One call for every attacker (as torchattacks has one for every attack), so a benchmark grid
+    treats a victim trained from scratch and a pretrained recogniser alike.
+
     Args:
         seed: seeds whatever the attacker draws (victim initialisation, batch order).
         device: where torch work runs (``"cpu"`` / ``"cuda"``).
 
-    The result is :func:`segue.victim.summarise`'s: ``final_acc``, ``peak_acc``, ``peak_epoch``,
-    ``chance`` and ``history`` (one row per epoch; a one-shot attacker has one row) with
-    ``test_acc`` and, for each boolean mask in ``groups``, ``test_acc_<name>``.
+    Shape:
+        ``run(train, test, groups=None, on_epoch=None, batch_transforms=None)``: two
+        :class:`segue.data.FaceSet` -> the result of :func:`segue.victim.summarise`: ``final_acc``,
+        ``peak_acc``, ``peak_epoch``, ``chance`` and ``history`` (one row per epoch; a one-shot
+        attacker has one row) with ``test_acc`` and, for each boolean mask in ``groups``, ``test_acc_<name>``.
+
+    Examples:
+        >>> from segue.attackers import create_attacker
+        >>> isinstance(create_attacker("dlib-knn"), Attacker)
+        True
     """
 
     name = "base"

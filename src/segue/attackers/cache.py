@@ -28,7 +28,25 @@ def content_keys(images: torch.Tensor) -> list[bytes]:
 class EmbeddingCache:
     """``embed(images)`` through extractor ``name``, computing only the images not seen before.
 
-    ``hits`` / ``misses`` count lookups (reported with results, and what the cache test checks).
+    Keyed by the SHA-1 of each image's 8-bit pixels, so a grid that fits several attackers on the
+    same protected set (or reruns) embeds each photo once; kept as safetensors under
+    ``$XDG_CACHE_HOME/segue/embeddings`` with ``persist``. ``hits`` / ``misses`` count lookups
+    (reported with results, and what the cache test checks).
+
+    Args:
+        name: a :mod:`segue.extractors` name.
+        persist: also read and write the on-disk cache (default on).
+        root: the cache folder (default ``$XDG_CACHE_HOME/segue/embeddings``).
+
+    Shape:
+        ``embed(images (N,3,H,W) in [0,1])`` -> ``(N, D)`` numpy float32.
+
+    Examples:
+        >>> from segue.data import load_orl
+        >>> train, _ = load_orl(size=112, num_classes=1)
+        >>> cache = EmbeddingCache("dlib-crop", persist=False)
+        >>> cache.embed(train.images[:2]).shape, cache.embed(train.images[:2]).shape, (cache.hits, cache.misses)
+        ((2, 128), (2, 128), (2, 2))
     """
 
     def __init__(self, name: str, persist: bool = True, root: Path | None = None):

@@ -18,7 +18,7 @@ from sklearn.preprocessing import StandardScaler
 
 from segue.attackers.base import Attacker
 from segue.attackers.cache import EmbeddingCache
-from segue.victim import summarise, test_scores
+from segue.victim import summarise, scores_on_test
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:
@@ -28,17 +28,25 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
 class EmbeddingAttacker(Attacker):
     """Embed with a pretrained extractor, then a linear classifier (``"linear"``) or k-NN (``"knn"``).
 
+    How deployed recognisers enrol people: a face model trained on millions of photos, and a
+    cheap classifier or search index fitted on the embeddings of the (here: protected) photos.
+
     Args:
         extractor: a :mod:`segue.extractors` name (``dlib-crop``, ``facenet``, ...).
         classifier: ``"linear"`` (standardised logistic regression, ``C``) or ``"knn"``
             (``k`` nearest neighbours by cosine distance; ``k=1`` is a face-search index).
         cache: keep embeddings on disk by image content (default on).
+        seed, device: as :class:`Attacker`.
 
-    Shape: ``train.images`` / ``test.images`` ``(N,3,H,W)`` in [0,1], face crops.
+    Shape:
+        ``train.images`` / ``test.images`` ``(N,3,H,W)`` in [0,1], face crops.
 
-    Example::
-
-        create_attacker("dlib-knn", k=1).run(protected_train, clean_test)["final_acc"]
+    Examples:
+        >>> from segue.attackers import create_attacker
+        >>> from segue.data import load_orl
+        >>> train, test = load_orl(size=112, num_classes=3)          # the embedded ORL faces
+        >>> create_attacker("dlib-knn", k=1, cache=False).run(train, test)["final_acc"]
+        1.0
     """
 
     name = "embedding"
@@ -78,7 +86,7 @@ class EmbeddingAttacker(Attacker):
         preds, train_acc = self.fit_predict(self.embedder.embed(train.images), train.labels.numpy(),
                                             self.embedder.embed(test.images))
         row = {"epoch": 1, "train_acc": round(train_acc, 4),
-               **test_scores(torch.as_tensor(preds), test, groups), **self.embedder.stats()}
+               **scores_on_test(torch.as_tensor(preds), test, groups), **self.embedder.stats()}
         if on_epoch:
             on_epoch(row)
         return summarise([row], len(train.classes))

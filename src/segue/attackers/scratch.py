@@ -11,12 +11,24 @@ from segue.victim import VictimConfig, train_victim
 class ScratchVictim(Attacker):
     """A registered classifier (``model``, default ResNet18) trained from scratch (:func:`train_victim`).
 
+    The paper's attacker, and the one Segue's shortcut is built against: a network that learns
+    everything from the protected photos learns the noise instead of the faces.
+
     Args:
-        model: a :mod:`segue.models` name. epochs, batch_size, lr: the paper's protocol (15, 16, 5e-4).
+        model: a :mod:`segue.models` name (``segue list models``).
+        epochs, batch_size, lr: the paper's protocol (15, 16, 5e-4).
+        seed, device: as :class:`Attacker`.
 
-    Example::
+    Shape:
+        ``run(train, test)``: :class:`segue.data.FaceSet` of ``(N,3,H,W)`` images in [0,1] -> result dict.
 
-        ScratchVictim(model="resnet18", epochs=15, seed=0).run(protected_train, clean_test)
+    Examples:
+        >>> import torch
+        >>> from segue.data import FaceSet
+        >>> toy = FaceSet(torch.rand(8, 3, 32, 32), torch.arange(8) % 2, ["a", "b"])
+        >>> result = ScratchVictim(epochs=2, batch_size=4).run(toy, toy)
+        >>> len(result["history"]), result["chance"]
+        (2, 0.5)
     """
 
     name = "scratch"

@@ -15,7 +15,22 @@ from segue.countermeasures import COUNTERMEASURES, Countermeasure, to_8bit
 
 @COUNTERMEASURES.register("jpeg")
 class JPEG(Countermeasure):
-    """Re-encode every image as a real JPEG (PIL, 4:2:0 subsampling as PIL's default) at ``quality``."""
+    """Re-encode every image as a real JPEG (PIL, 4:2:0 subsampling as PIL's default) at ``quality``.
+
+    What a platform or scraper does to every upload; the countermeasure most perturbations lose to.
+
+    Args:
+        quality: JPEG quality (75; the tables also use 30 and 10).
+
+    Shape:
+        ``apply(images (N,3,H,W) in [0,1])`` -> ``(N,3,H,W)`` in [0,1]: the attacker's training photos.
+
+    Examples:
+        >>> import torch
+        >>> x = torch.rand(2, 3, 32, 32)
+        >>> JPEG(quality=30).apply(x).shape
+        torch.Size([2, 3, 32, 32])
+    """
 
     name = "jpeg"
 
@@ -39,7 +54,20 @@ class JPEG(Countermeasure):
 
 @COUNTERMEASURES.register("grayscale")
 class Grayscale(Countermeasure):
-    """Luma ``0.299 R + 0.587 G + 0.114 B`` copied to all three channels."""
+    """Luma ``0.299 R + 0.587 G + 0.114 B`` copied to all three channels.
+
+    Removes every colour part of a perturbation; the victim still learns faces from luma.
+
+    Shape:
+        ``apply(images (N,3,H,W) in [0,1])`` -> ``(N,3,H,W)`` in [0,1]: the attacker's training photos.
+
+    Examples:
+        >>> import torch
+        >>> x = torch.rand(2, 3, 32, 32)
+        >>> g = Grayscale().apply(x)
+        >>> torch.equal(g[:, 0], g[:, 1]), g.shape
+        (True, torch.Size([2, 3, 32, 32]))
+    """
 
     name = "grayscale"
 
@@ -50,7 +78,22 @@ class Grayscale(Countermeasure):
 
 @COUNTERMEASURES.register("downscale")
 class Downscale(Countermeasure):
-    """Downscale by ``factor`` (antialiased bilinear), then back up to the original size (bilinear)."""
+    """Downscale by ``factor`` (antialiased bilinear), then back up to the original size (bilinear).
+
+    Platforms resize uploads; fine pixel noise does not survive it.
+
+    Args:
+        factor: scale factor (0.5; the tables also use 0.25).
+
+    Shape:
+        ``apply(images (N,3,H,W) in [0,1])`` -> ``(N,3,H,W)`` in [0,1]: the attacker's training photos.
+
+    Examples:
+        >>> import torch
+        >>> x = torch.rand(2, 3, 32, 32)
+        >>> Downscale(factor=0.25).apply(x).shape
+        torch.Size([2, 3, 32, 32])
+    """
 
     name = "downscale"
 
@@ -69,7 +112,21 @@ class Downscale(Countermeasure):
 
 @COUNTERMEASURES.register("blur")
 class Blur(Countermeasure):
-    """Gaussian blur (kornia), ``kernel`` x ``kernel`` with ``sigma``; reflect padding."""
+    """Gaussian blur (kornia), ``kernel`` x ``kernel`` with ``sigma``; reflect padding.
+
+    Args:
+        kernel: odd kernel size (5).
+        sigma: standard deviation in pixels (1.0).
+
+    Shape:
+        ``apply(images (N,3,H,W) in [0,1])`` -> ``(N,3,H,W)`` in [0,1]: the attacker's training photos.
+
+    Examples:
+        >>> import torch
+        >>> x = torch.rand(2, 3, 32, 32)
+        >>> Blur(kernel=5, sigma=1.0).apply(x).shape
+        torch.Size([2, 3, 32, 32])
+    """
 
     name = "blur"
 
@@ -82,7 +139,22 @@ class Blur(Countermeasure):
 
 @COUNTERMEASURES.register("bitdepth")
 class BitDepth(Countermeasure):
-    """Keep ``bits`` bits per channel (values ``round(x (2^b - 1)) / (2^b - 1)``)."""
+    """Keep ``bits`` bits per channel (values ``round(x (2^b - 1)) / (2^b - 1)``).
+
+    Feature squeezing: coarse quantisation erases perturbations smaller than one step.
+
+    Args:
+        bits: bits kept per channel (4).
+
+    Shape:
+        ``apply(images (N,3,H,W) in [0,1])`` -> ``(N,3,H,W)`` in [0,1]: the attacker's training photos.
+
+    Examples:
+        >>> import torch
+        >>> x = torch.rand(2, 3, 32, 32)
+        >>> len(BitDepth(bits=1).apply(x).unique())
+        2
+    """
 
     name = "bitdepth"
 

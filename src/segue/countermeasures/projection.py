@@ -44,9 +44,12 @@ class OrthogonalProjection(Countermeasure):
     part of what was removed. The directions are removed from each image's difference to the
     mean training image, so the projection takes out no brightness that all photos share.
 
-    Example::
-
-        create_countermeasure("projection").apply(protected, labels)
+    Examples:
+        >>> import torch
+        >>> x, labels = torch.rand(8, 3, 16, 16), torch.arange(8) % 2
+        >>> x[labels == 1, 0, :4, :4] += 0.5                      # a class-wise shortcut
+        >>> OrthogonalProjection(steps=20).apply(x, labels).shape
+        torch.Size([8, 3, 16, 16])
     """
 
     name = "projection"

@@ -11,7 +11,24 @@ from segue.distortion import linf_pgd, uniform_start
 
 @COUNTERMEASURES.register("cutout")
 class Cutout(BatchTransform):
-    """Zero one ``size``-fraction square per image at a random centre (DeVries & Taylor: 16 px on 32 px = 0.5)."""
+    """Zero one ``size``-fraction square per image at a random centre (DeVries & Taylor: 16 px on 32 px = 0.5).
+
+    Args:
+        size: side of the square as a fraction of the image side (0.5).
+
+    Shape:
+        ``(model, x (B,3,H,W) in [0,1], y_soft (B,K) probabilities, gen)`` -> ``(x', y_soft')``, same shapes;
+        applied to every training batch of the victim (``batch_transforms`` of :func:`segue.victim.train_victim`).
+
+    Examples:
+        >>> import torch
+        >>> from segue.models import create_model
+        >>> model, gen = create_model("resnet18", num_classes=2), torch.Generator().manual_seed(0)
+        >>> x, y = torch.rand(4, 3, 32, 32), torch.eye(2)[[0, 1, 0, 1]]
+        >>> x2, y2 = Cutout(size=0.5)(model, x, y, gen)
+        >>> x2.shape, bool((x2 == 0).any()), torch.equal(y2, y)
+        (torch.Size([4, 3, 32, 32]), True, True)
+    """
 
     name = "cutout"
 
@@ -38,7 +55,24 @@ def _beta(alpha: float, gen: torch.Generator) -> float:
 
 @COUNTERMEASURES.register("mixup")
 class Mixup(BatchTransform):
-    """Mixup (Zhang et al. 2018): convex combination of the batch with a shuffled copy, lam ~ Beta(alpha, alpha)."""
+    """Mixup (Zhang et al. 2018): convex combination of the batch with a shuffled copy, lam ~ Beta(alpha, alpha).
+
+    Args:
+        alpha: Beta parameter (1.0: lam uniform).
+
+    Shape:
+        ``(model, x (B,3,H,W) in [0,1], y_soft (B,K) probabilities, gen)`` -> ``(x', y_soft')``, same shapes;
+        applied to every training batch of the victim (``batch_transforms`` of :func:`segue.victim.train_victim`).
+
+    Examples:
+        >>> import torch
+        >>> from segue.models import create_model
+        >>> model, gen = create_model("resnet18", num_classes=2), torch.Generator().manual_seed(0)
+        >>> x, y = torch.rand(4, 3, 32, 32), torch.eye(2)[[0, 1, 0, 1]]
+        >>> x2, y2 = Mixup(alpha=1.0)(model, x, y, gen)
+        >>> x2.shape, torch.allclose(y2.sum(1), torch.ones(4))
+        (torch.Size([4, 3, 32, 32]), True)
+    """
 
     name = "mixup"
 
@@ -53,7 +87,24 @@ class Mixup(BatchTransform):
 
 @COUNTERMEASURES.register("cutmix")
 class CutMix(BatchTransform):
-    """CutMix (Yun et al. 2019): paste a box from a shuffled copy; targets mixed by the box's area."""
+    """CutMix (Yun et al. 2019): paste a box from a shuffled copy; targets mixed by the box's area.
+
+    Args:
+        alpha: Beta parameter of the box's area fraction (1.0).
+
+    Shape:
+        ``(model, x (B,3,H,W) in [0,1], y_soft (B,K) probabilities, gen)`` -> ``(x', y_soft')``, same shapes;
+        applied to every training batch of the victim (``batch_transforms`` of :func:`segue.victim.train_victim`).
+
+    Examples:
+        >>> import torch
+        >>> from segue.models import create_model
+        >>> model, gen = create_model("resnet18", num_classes=2), torch.Generator().manual_seed(0)
+        >>> x, y = torch.rand(4, 3, 32, 32), torch.eye(2)[[0, 1, 0, 1]]
+        >>> x2, y2 = CutMix(alpha=1.0)(model, x, y, gen)
+        >>> x2.shape, torch.allclose(y2.sum(1), torch.ones(4))
+        (torch.Size([4, 3, 32, 32]), True)
+    """
 
     name = "cutmix"
 
@@ -78,9 +129,28 @@ class CutMix(BatchTransform):
 class AdversarialTraining(BatchTransform):
     """Madry-style adversarial training: replace the batch by PGD L-inf examples of budget ``rho``.
 
-    ``steps`` PGD steps of ``step_size`` (default ``rho / 4``) from a uniform random start,
-    maximising the soft-target cross-entropy; the model is in eval mode during the attack
+    The strongest known countermeasure to error-minimising noise (robust learning ignores
+    perturbations smaller than ``rho``). ``steps`` PGD steps of ``step_size`` from a uniform random
+    start, maximising the soft-target cross-entropy; the model is in eval mode during the attack
     (BatchNorm statistics are not updated by it) and back in train mode afterwards.
+
+    Args:
+        rho: L-inf budget of the attack (4/255).
+        steps: PGD steps (5).
+        step_size: default rho/4.
+
+    Shape:
+        ``(model, x (B,3,H,W) in [0,1], y_soft (B,K) probabilities, gen)`` -> ``(x', y_soft')``, same shapes;
+        applied to every training batch of the victim (``batch_transforms`` of :func:`segue.victim.train_victim`).
+
+    Examples:
+        >>> import torch
+        >>> from segue.models import create_model
+        >>> model, gen = create_model("resnet18", num_classes=2), torch.Generator().manual_seed(0)
+        >>> x, y = torch.rand(4, 3, 32, 32), torch.eye(2)[[0, 1, 0, 1]]
+        >>> x2, _ = AdversarialTraining(rho=4 / 255, steps=2)(model, x, y, gen)
+        >>> bool((x2 - x).abs().max() <= 4 / 255 + 1e-6)
+        True
     """
 
     name = "adv"

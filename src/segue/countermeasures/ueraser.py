@@ -27,9 +27,14 @@ class UEraser(BatchTransform):
 
     Shape: ``(model, x (B,3,H,W) in [0,1], y_soft (B,K), gen) -> (x', y_soft)``, same shape, in [0,1].
 
-    Example::
-
-        train_victim(train, test, cfg, device, batch_transforms=[create_countermeasure("ueraser")])
+    Examples:
+        >>> import torch
+        >>> from segue.models import create_model
+        >>> model, gen = create_model("resnet18", num_classes=2), torch.Generator().manual_seed(0)
+        >>> x, y = torch.rand(4, 3, 32, 32), torch.eye(2)[[0, 1, 0, 1]]
+        >>> x2, y2 = UEraser()(model, x, y, gen)        # or batch_transforms=[UEraser()] in train_victim
+        >>> x2.shape, bool(x2.min() >= 0 and x2.max() <= 1), torch.equal(y2, y)
+        (torch.Size([4, 3, 32, 32]), True, True)
     """
 
     name = "ueraser"

@@ -36,7 +36,28 @@ def quantise(images: torch.Tensor, delta: torch.Tensor, eps: float) -> torch.Ten
 
 
 class NoiseMethod:
-    """Base class: a protection that turns training images into unlearnable ones."""
+    """Base class: a protection that turns training images into unlearnable ones.
+
+    One call for every method (as torchattacks has one for every attack): ``fit`` (may be a no-op),
+    then ``perturb``. Subclasses set ``name`` and override ``perturb`` (and ``fit`` if they learn).
+
+    Args:
+        eps: L-inf budget in [0, 1] units (8/255).
+        seed: seeds whatever the method draws.
+        device: where it computes.
+
+    Shape:
+        ``perturb(images (N,3,H,W) in [0,1], side_labels (N,))`` -> ``(N,3,H,W)``, 8-bit quantised,
+        ``|out - images| <= eps`` for 8-bit-valued inputs.
+
+    Examples:
+        >>> import torch
+        >>> from segue.methods import create_method
+        >>> x = torch.randint(0, 256, (2, 3, 16, 16)) / 255
+        >>> out = create_method("random", eps=4 / 255).perturb(x, torch.tensor([0, 1]))
+        >>> bool(((out - x).abs() <= 4 / 255 + 1e-6).all())
+        True
+    """
 
     name: str = "base"
 
@@ -63,7 +84,17 @@ class NoiseMethod:
 
 
 class NoProtection(NoiseMethod):
-    """The clean baseline: returns the images unchanged (8-bit quantised)."""
+    """The clean baseline: returns the images unchanged (8-bit quantised).
+
+    Shape:
+        ``(N,3,H,W)`` -> ``(N,3,H,W)``.
+
+    Examples:
+        >>> import torch
+        >>> x = torch.randint(0, 256, (1, 3, 8, 8)) / 255
+        >>> torch.equal(NoProtection().perturb(x, torch.tensor([0])), x)
+        True
+    """
 
     name = "none"
 

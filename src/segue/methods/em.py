@@ -34,7 +34,33 @@ from segue.runtime import seed_everything
 
 
 class ErrorMinimizing(NoiseMethod):
-    """Error-minimizing noise (Huang et al., ICLR 2021), sample-wise or class-wise, against a surrogate."""
+    """Error-minimizing noise (Huang et al., ICLR 2021), sample-wise or class-wise, against a surrogate.
+
+    Bi-level min-min: alternately train the surrogate ``train_steps`` batches and lower its loss with
+    ``steps`` signed-gradient steps on the noise, until the surrogate's accuracy on the noisy set
+    reaches ``stop_acc`` (or a pass/time budget ends).
+
+    Args:
+        eps, seed, device: as :class:`NoiseMethod`.
+        mode: ``"samplewise"`` (one noise per photo) or ``"classwise"`` (one per person).
+        model: surrogate classifier (``resnet18``).
+        steps, step_size: noise steps per batch (20 sample-wise / 1 class-wise) and their size (eps/10).
+        train_steps, batch_size, lr: surrogate batches per round (10), batch (32), SGD lr (0.1).
+        stop_acc: stop when the surrogate fits the noisy set this well (0.99).
+        subset: fraction of the photos used per round (1.0 sample-wise, 0.2 class-wise).
+        max_passes, max_seconds: budgets (None: unlimited).
+
+    Shape:
+        ``fit(train FaceSet, side_labels (N,))``; ``perturb(images (N,3,H,W), side_labels (N,))`` -> ``(N,3,H,W)``.
+
+    Examples:
+        >>> import torch
+        >>> from segue.data import FaceSet
+        >>> train = FaceSet(torch.rand(8, 3, 16, 16), torch.arange(8) % 2, ["a", "b"])
+        >>> em = ErrorMinimizing(mode="classwise", train_steps=1, batch_size=8, max_passes=1).fit(train, train.labels)
+        >>> em.perturb(train.images, train.labels).shape, em.fit_info["passes"]
+        (torch.Size([8, 3, 16, 16]), 1)
+    """
 
     name = "em"
 

@@ -29,7 +29,30 @@ from segue.methods.base import NoiseMethod, quantise
 
 
 class LinearSeparablePatches(NoiseMethod):
-    """Linearly separable class-wise patch noise (Yu et al., KDD 2022): a shortcut without a surrogate."""
+    """Linearly separable class-wise patch noise (Yu et al., KDD 2022): a shortcut without a surrogate.
+
+    Each class is a Gaussian cluster of ``grid`` x ``grid`` x 3 points (scikit-learn's
+    ``make_classification``, class separation ``class_sep``); each photo gets its own draw from its
+    class's cluster, upsampled to constant patches, scaled to the L2 norm of an L-inf-``eps``
+    pattern and clipped to ``eps`` (``norm="linf"``: scaled to ``eps`` in L-inf).
+
+    Args:
+        eps, seed, device: as :class:`NoiseMethod`.
+        grid: patches per side (4).
+        class_sep: distance between the class clusters (10.0, the authors').
+        norm: ``"l2"`` (the paper's) or ``"linf"``.
+        num_classes: number of clusters (default: the largest side label + 1).
+
+    Shape:
+        ``perturb(images (N,3,H,W), side_labels (N,))`` -> ``(N,3,H,W)``; a draw of its label's cluster per photo.
+
+    Examples:
+        >>> import torch
+        >>> x = torch.full((4, 3, 16, 16), 128 / 255)
+        >>> out = LinearSeparablePatches(num_classes=2).perturb(x, torch.tensor([0, 0, 1, 1]))
+        >>> out.shape, round((out - x).abs().max().item() * 255)
+        (torch.Size([4, 3, 16, 16]), 8)
+    """
 
     name = "lsp"
 

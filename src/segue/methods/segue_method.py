@@ -8,12 +8,27 @@ from segue.methods.base import NoiseMethod
 
 
 class SegueMethod(NoiseMethod):
-    """Wraps :func:`segue.protect.protect_images`; ``weights`` = a ``.safetensors`` path or None (shipped).
+    """Segue as a noise method: a trained generator's one forward pass (:func:`segue.protect_images`).
 
-    ``generator_overrides``: config fields to change on the loaded weights (see ``load_generator``).
+    ``fit`` does not train a generator: ``fit_info`` reports the generator's own training time and
+    device from its provenance (what the "with generator training" time adds).
 
-    ``fit`` does not train a generator: ``fit_info`` reports the generator's own training
-    time and device from its provenance (what the "with generator training" time adds).
+    Args:
+        eps: override the generator's budget (None: its own).
+        seed, device: as :class:`NoiseMethod`.
+        weights: a shipped name (``segue list weights``), a ``.safetensors`` path, or None (``default``).
+        generator: an already loaded :class:`segue.generator.Generator` instead of ``weights``.
+        generator_overrides: config fields to change on the loaded weights (see ``load_generator``).
+
+    Shape:
+        ``perturb(images (N,3,H,W), side_labels (N,))`` -> ``(N,3,H,W)``, ``|out - images| <= eps``.
+
+    Examples:
+        >>> import torch
+        >>> x = torch.randint(0, 256, (2, 3, 112, 112)) / 255
+        >>> out = SegueMethod(weights="default").perturb(x, torch.tensor([0, 1]))
+        >>> out.shape, bool((out - x).abs().max() <= 8 / 255 + 1e-6)
+        (torch.Size([2, 3, 112, 112]), True)
     """
 
     name = "segue"

@@ -21,7 +21,28 @@ DEFAULT_PNG_LEVEL = 1
 
 @dataclass
 class ProtectOptions:
-    """How a folder is protected (see ``segue protect --help``)."""
+    """How a folder is protected (the options of ``segue protect --help``, which has each one's help).
+
+    Args:
+        label: one side label for every photo (None: one per subfolder; a flat folder is person 0).
+        output_format: ``"keep"`` (each file's own format; lossless stays lossless) or ``"png"``.
+        work_size: size G runs at (None: its training size; 0: each region's own size).
+        batch_size, workers: photos per generator pass (16) and thread lanes (2).
+        overwrite: redo outputs that already exist (default: keep them; they are written atomically).
+        quality: JPEG / lossy-WebP quality (95).
+        side_info: a :class:`segue.side_info.SideInfo` (pseudo-label generators bring their own).
+        region, crop_max_side, face_margin, detector: what is perturbed: ``auto`` treats photos up to
+            ``crop_max_side`` px as face crops and searches larger ones for faces (``dlib-hog``).
+        keep_exif: keep EXIF (default: dropped).
+        max_pixels: refuse larger images (decompression bombs).
+        ssim_every: SSIM of every Nth photo in the report (PSNR and L-inf of every one).
+        png_level: zlib level of PNG outputs (1).
+
+    Examples:
+        >>> opts = ProtectOptions(output_format="png", ssim_every=1)
+        >>> opts.region, opts.quality, opts.png_level
+        ('auto', 95, 1)
+    """
 
     label: int | None = None
     output_format: str = "keep"  # "keep" (each file's own format) or "png"

@@ -19,7 +19,36 @@ FRAME_PIXELS = 1 << 22  # whole frames resized and pasted together: 16 face crop
 
 
 class Protector:
-    """The per-photo work every engine shares: regions, generator, paste-back, encode, metrics."""
+    """The per-photo work every engine shares: regions, generator, paste-back, encode, metrics.
+
+    The local thread lanes (:func:`segue.protect.protect_folder`), the Ray engine and the web app
+    all call it, so a photo is protected the same way whichever runs it.
+
+    Args:
+        generator: a loaded :class:`segue.generator.Generator` (:func:`segue.load_generator`).
+        opts: :class:`ProtectOptions`.
+        detector: a :class:`segue.faces.FaceDetector` (default: ``opts.detector``, one per thread).
+
+    Shape:
+        ``perturb([(Job, Photo), ...])`` -> one ``(rgb (H,W,3) uint8 or None, boxes or None)`` per
+        photo: the protected pixels at the photo's own size (None: no face found).
+
+    Examples:
+        >>> import io
+        >>> from pathlib import Path
+        >>> import numpy as np
+        >>> from PIL import Image
+        >>> from segue.checkpoint import load_generator
+        >>> from segue.imageio import read_photo
+        >>> from segue.protect.jobs import Job
+        >>> buf = io.BytesIO()
+        >>> Image.fromarray(np.full((112, 96, 3), 128, np.uint8)).save(buf, "PNG")
+        >>> protector = Protector(load_generator("default")[0], ProtectOptions(label=0))
+        >>> job = Job(src=Path("face.png"), dst=Path("out/face.png"), rel="face.png", label=0)
+        >>> [(rgb, boxes)] = protector.perturb([(job, read_photo(buf.getvalue()))])
+        >>> rgb.shape, int(np.abs(rgb.astype(int) - 128).max()) <= 8
+        ((112, 96, 3), True)
+    """
 
     def __init__(self, generator: Generator, opts: ProtectOptions, detector: FaceDetector | None = None):
         self.generator, self.opts = generator.eval(), opts
