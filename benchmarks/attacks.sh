@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The attack tables (benchmarks/results/attacks/{wf10,orl,celeba234}/attacks.md), cells in
-# priority order: embedding attackers (seconds each) first, then the from-scratch attacks on the
-# default and robust_rem generators and the clean reference, then finetune, then everything else.
+# priority order: embedding attackers (seconds each) first, then finetune and the from-scratch
+# attacks on the default and robust_rem generators and the clean reference, then everything else.
 # Resumable: a rerun skips finished cells. DEADLINE (HH:MM UTC, the next such time,
 # or an ISO timestamp): no cell starts after it.
 #
@@ -14,9 +14,9 @@ key="segue,robust_rem,clean"
 cells() { local out=""; for m in ${key//,/ }; do out+="${out:+,}$m$1"; done; echo "$out"; }
 for set in webface10 orl celeba234; do run $set "*|dlib-*|none|0"; done
 for set in orl celeba234 webface10; do run $set "*|facenet-*|none|0"; done
-run webface10 "segue|resnet18|projection|0,robust_rem|resnet18|projection|0,segue|resnet18|ueraser|0,robust_rem|resnet18|ueraser|0"
+for set in orl celeba234; do run $set "$(cells '|finetune|none|0')"; done
+run webface10 "segue|finetune|none|0,robust_rem|resnet18|ueraser|0,segue|resnet18|projection|0,segue|resnet18|ueraser|0,robust_rem|resnet18|projection|0"
 for set in orl celeba234; do run $set "$(cells '|resnet18|none|0'),$(cells '|resnet18|projection|0'),$(cells '|resnet18|ueraser|0')"; done
-for set in orl celeba234 webface10; do run $set "$(cells '|finetune|none|0')"; done
-run webface10 "clean|resnet18|projection|0,clean|resnet18|ueraser|0,$(cells '_p3|resnet18|none|0')"
+run webface10 "$(cells '|finetune|none|0'),clean|resnet18|projection|0,clean|resnet18|ueraser|0,$(cells '_p3|resnet18|none|0')"
 for set in orl celeba234; do run $set "$(cells '_p3|resnet18|none|0')"; done
 for set in orl celeba234 webface10; do run $set "*"; done
