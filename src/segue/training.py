@@ -13,6 +13,9 @@ the mean surrogate loss on protected data in an epoch falls below ``stop_loss`` 
 Schedules and targets we measured and did not keep (per-batch alternation, a carrier swap, f in
 train mode during G's steps, f reading the code bits, BatchNorm recalibration; GPU recipe sweep,
 docs/experiments/recipe-sweep.md) are in ``experiments/training_variants.py``.
+
+One module (~320 lines, a third of them docstrings) because config, trainer and loop are
+Alg. 1 read top to bottom; ``experiments/training_variants.py`` subclasses all three.
 """
 
 from __future__ import annotations

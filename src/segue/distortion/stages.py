@@ -1,32 +1,11 @@
-"""The distortion layer: what G's perturbation must survive while it is being trained.
+"""The distortion stages: each a small module with the same call ``stage(x, y, model) -> x'``.
 
-Each stage is a small module with the same call ``stage(x, y, model) -> x'`` so stages
-compose like kornia augmentations. There are two places a stage can act, as in the
-official Segue code:
-
-* on the generator's *input* (``PGD``): the clean photo is nudged by up to rho in the
-  direction that most raises the surrogate's loss before G sees it, so G must give a
-  working delta for slightly shifted versions of a photo too;
-* on the *protected image* x + delta (blur, sharpness, flips): differentiable, so the
-  gradient of the surrogate loss flows through them back into G.
-
-The input PGD does not put G against an attacker's adversarial training: f still sees
-x + delta, not (x + delta) + r. ``AdversarialNoise`` (off by default) is that stage, on the
-protected image: robust error-minimising noise as in REM (Fu et al., ICLR 2022).
-
-Beyond the paper (off by default, on in ``configs/robust_112.yaml``): what photos go through
-on platforms and what an attacker tries first - JPEG at a random quality (kornia's
-differentiable JPEG), down-then-up scaling, grayscale and a stronger blur - each applied with
-its own probability, so delta learns to survive them.
+PGD acts on G's input; the others on the protected image, differentiably (see :mod:`segue.distortion`).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
-import kornia.augmentation as K
 import kornia.enhance
-import kornia.filters
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -201,49 +180,6 @@ class RandomRescale(DistortionStage):
         return F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
 
 
-@dataclass
-class DistortionConfig:
-    """The paper's distortion settings; set a value to 0 to drop that stage.
-
-    Args:
-        pgd_steps, pgd_rho: the input PGD (5 steps, 1/255).
-        blur_kernel, blur_sigma: Gaussian blur (3, 0.2).
-        sharpness: sharpness factor (2.0).
-        hflip_p, vflip_p: flip probabilities (0.1 each).
-        jpeg_p, jpeg_quality: differentiable JPEG (kornia) and its quality range (ours; off).
-        rescale_p, rescale_min: :class:`RandomRescale` (ours; off).
-        grey_p: random grayscale (ours; off).
-        strong_blur_p, strong_blur_sigma: a stronger random blur (ours; off).
-        adv_rho, adv_steps: :class:`AdversarialNoise` on the protected image (REM-style; off).
-
-    Examples:
-        >>> layer = DistortionLayer.from_config(DistortionConfig(jpeg_p=0.5))
-        >>> [type(s).__name__ for s in layer.stages]
-        ['PGD', 'KorniaStage', 'Sharpness', 'KorniaStage', 'KorniaStage', 'KorniaStage']
-    """
-
-    pgd_steps: int = 5
-    pgd_rho: float = 1 / 255
-    blur_kernel: int = 3
-    blur_sigma: float = 0.2
-    sharpness: float = 2.0
-    hflip_p: float = 0.1
-    vflip_p: float = 0.1
-    # robustness stages (0 = off, the paper's setting); probabilities are per image/batch
-    jpeg_p: float = 0.0
-    jpeg_quality: tuple[float, float] = (10.0, 90.0)
-    rescale_p: float = 0.0
-    rescale_min: float = 0.25
-    grey_p: float = 0.0
-    strong_blur_p: float = 0.0
-    strong_blur_sigma: tuple[float, float] = (0.5, 1.5)
-    adv_rho: float = 0.0  # >0: AdversarialNoise on x + delta (REM-style), applied before the other output stages
-    adv_steps: int = 5
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
 class AdversarialNoise(DistortionStage):
     """PGD on the *protected image*: adds the offset r (||r||_inf <= rho) that most raises f's loss.
 
@@ -281,72 +217,3 @@ class AdversarialNoise(DistortionStage):
             r = linf_pgd(model, x.detach(), lambda logits: side_loss(logits, y), self.rho, self.steps,
                          self.rho / 4, uniform_start(x, self.rho))
         return (x + r).clamp(0, 1)
-
-
-class DistortionLayer(nn.Module):
-    """The paper's distortion: PGD on G's input; blur, sharpness, flips on x + delta.
-
-    One container of :class:`DistortionStage` modules (as kornia's ``AugmentationSequential``
-    composes augmentations): ``generator_input`` runs the input stages, ``forward`` the others.
-
-    Args:
-        stages: in order; build the paper's (or a robust config's) with :meth:`from_config`.
-
-    Shape:
-        ``generator_input(x, y, model)`` and ``forward(x, y=None, model=None)``: ``(N,3,H,W)`` -> ``(N,3,H,W)``.
-
-    Examples:
-
-        >>> import torch
-        >>> from segue.models import create_model
-        >>> f = create_model("resnet18", num_classes=4)
-        >>> x, y = torch.rand(2, 3, 32, 32), torch.tensor([0, 3])
-        >>> layer = DistortionLayer.from_config(DistortionConfig(pgd_steps=2))
-        >>> x_in = layer.generator_input(x, y, f)        # what G sees: PGD within 1/255
-        >>> bool((x_in - x).abs().max() <= 1 / 255 + 1e-6), layer(x).shape
-        (True, torch.Size([2, 3, 32, 32]))
-    """
-
-    def __init__(self, stages: list[DistortionStage]):
-        super().__init__()
-        self.stages = nn.ModuleList(stages)
-
-    @classmethod
-    def from_config(cls, cfg: DistortionConfig) -> "DistortionLayer":
-        stages: list[DistortionStage] = []
-        if cfg.pgd_steps > 0 and cfg.pgd_rho > 0:
-            stages.append(PGD(cfg.pgd_rho, cfg.pgd_steps))
-        if cfg.adv_rho > 0 and cfg.adv_steps > 0:
-            stages.append(AdversarialNoise(cfg.adv_rho, cfg.adv_steps))
-        if cfg.blur_kernel > 1 and cfg.blur_sigma > 0:
-            k = cfg.blur_kernel
-            stages.append(KorniaStage(kornia.filters.GaussianBlur2d((k, k), (cfg.blur_sigma, cfg.blur_sigma))))
-        if cfg.sharpness and cfg.sharpness != 1:
-            stages.append(Sharpness(cfg.sharpness))
-        if cfg.hflip_p > 0:
-            stages.append(KorniaStage(K.RandomHorizontalFlip(p=cfg.hflip_p)))
-        if cfg.vflip_p > 0:
-            stages.append(KorniaStage(K.RandomVerticalFlip(p=cfg.vflip_p)))
-        if cfg.strong_blur_p > 0:
-            stages.append(KorniaStage(K.RandomGaussianBlur((5, 5), tuple(cfg.strong_blur_sigma), p=cfg.strong_blur_p)))
-        if cfg.rescale_p > 0:
-            stages.append(RandomRescale(cfg.rescale_p, cfg.rescale_min))
-        if cfg.grey_p > 0:
-            stages.append(KorniaStage(K.RandomGrayscale(p=cfg.grey_p)))  # stays 3-channel
-        if cfg.jpeg_p > 0:  # last: JPEG is what a platform does after everything else
-            stages.append(KorniaStage(K.RandomJPEG(jpeg_quality=tuple(cfg.jpeg_quality), p=cfg.jpeg_p)))
-        return cls(stages)
-
-    def generator_input(self, x: torch.Tensor, y: torch.Tensor, model: nn.Module) -> torch.Tensor:
-        """What G sees during training: the photo after the input stages (PGD)."""
-        for stage in self.stages:
-            if stage.on_input:
-                x = stage(x, y, model)
-        return x
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, model: nn.Module | None = None) -> torch.Tensor:
-        """The protected image after the output stages (differentiable)."""
-        for stage in self.stages:
-            if not stage.on_input:
-                x = stage(x, y, model)
-        return x
