@@ -250,14 +250,24 @@ class SegueTrainer:
         with torch.no_grad():
             protected = side_loss(self.surrogate((x + delta).clamp(0, 1)), target).item()
         xp = self.protected(x, delta)
-        ce = side_loss(self.surrogate(self.distortion(xp, target, self.surrogate)), target)
+        distorted = self.distortion(xp, target, self.surrogate)
+        ce = side_loss(self.surrogate(distorted), target)
         l2 = delta.flatten(1).norm(dim=1).mean()
-        loss = ce + self.cfg.l2_weight * l2
+        extra, logs = self.extra_loss(distorted, x, s)
+        loss = ce + self.cfg.l2_weight * l2 + extra
         self.opt_g.zero_grad(set_to_none=True)
         self.surrogate.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_g.step()
-        return {"protected_loss": protected, "distorted_loss": ce.item(), "delta_l2": l2.item()}
+        return {"protected_loss": protected, "distorted_loss": ce.item(), "delta_l2": l2.item(), **logs}
+
+    def extra_loss(self, distorted: torch.Tensor, clean: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor | float, dict]:
+        """A further term of G's loss on the distorted protected images, and what to log of it.
+
+        None in Alg. 1; :class:`segue.cloak.CloakTrainer` adds the feature-space term against
+        pretrained face extractors here.
+        """
+        return 0.0, {}
 
     def stage_of(self, epoch: int) -> str:
         """The official code's schedule: f and G on every ``surrogate_every``-th epoch, else G alone."""

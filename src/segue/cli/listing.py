@@ -26,6 +26,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def load_registries() -> dict:
     """Every registry, filled: importing the modules registers their built-ins."""
     import segue.attackers  # noqa: F401
+    import segue.cloak  # noqa: F401
     import segue.countermeasures  # noqa: F401
     import segue.extractors
     import segue.faces  # noqa: F401

