@@ -13,6 +13,9 @@ TIFF, BMP, PPM, and WebP when the input was lossless WebP or any other lossless 
 how lossy ones are encoded (JPEG without chroma subsampling, which would average delta's colour
 over 2x2 blocks and move detailed colour by up to 254/255), and how far a lossy encoder may
 move a pixel beyond eps (:func:`encoder_tolerance`).
+
+One module (~340 lines, a third of them docstrings): reading and writing share that policy, and
+split apart they could disagree on what a file's "own format" is.
 """
 
 from __future__ import annotations
@@ -45,12 +48,48 @@ os.umask(_UMASK)
 
 
 class BadImage(ValueError):
-    """A file that cannot be protected, with a one-line reason."""
+    """A file that cannot be protected, with a one-line reason a person can act on.
+
+    Raised by :func:`read_photo` for every way a file can be unusable (not an image, truncated,
+    too large, animated, ...); ``segue protect`` reports it per file and goes on.
+
+    Examples:
+        >>> try:
+        ...     read_photo(b"not an image")
+        ... except BadImage as exc:
+        ...     print(type(exc).__name__)
+        BadImage
+    """
 
 
 @dataclass
 class Photo:
-    """A decoded, upright photo: RGB pixels as uint8 ``(H,W,3)``, plus what is needed to write it back."""
+    """A decoded, upright photo: RGB pixels as uint8 ``(H,W,3)``, plus what is needed to write it back.
+
+    Args:
+        rgb: ``(H,W,3)`` uint8, EXIF orientation applied.
+        mode: the mode family written back: ``"RGB"``, ``"RGBA"``, ``"L"`` or ``"LA"``.
+        alpha: the alpha channel ``(H,W)`` uint8, if any (kept as is).
+        format: Pillow's format name of the input (``"JPEG"``, ``"PNG"``, ...).
+        icc_profile: the colour profile, written back.
+        exif: kept only when asked (orientation reset: the pixels are already upright).
+        notes: conversions a person should know about (CMYK, 16-bit, palette, ...).
+        raw: the file's bytes, for copying a photo through unchanged.
+        lossless: the input's own encoding (a lossless WebP is written back lossless).
+
+    Shape:
+        ``tensor()`` -> ``(3,H,W)`` float in [0, 1].
+
+    Examples:
+        >>> import io
+        >>> import numpy as np
+        >>> from PIL import Image
+        >>> buf = io.BytesIO()
+        >>> Image.fromarray(np.zeros((4, 6, 3), np.uint8)).save(buf, "PNG")
+        >>> photo = read_photo(buf.getvalue())
+        >>> photo.rgb.shape, photo.format, photo.tensor().shape, photo.output_is_lossy("PNG")
+        ((4, 6, 3), 'PNG', torch.Size([3, 4, 6]), False)
+    """
 
     rgb: np.ndarray
     mode: str  # the mode family written back: "RGB", "RGBA", "L" or "LA"

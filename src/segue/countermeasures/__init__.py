@@ -48,7 +48,22 @@ def to_8bit(x: torch.Tensor) -> torch.Tensor:
 
 
 class Countermeasure:
-    """Base class. ``kind`` is ``"data"`` (``apply``) or ``"train"`` (``__call__`` on a batch)."""
+    """Base class of what an attacker does to the protected photos before or while training.
+
+    ``kind`` is ``"data"`` (``apply(images)`` once, before training; with ``needs_labels``,
+    ``apply(images, labels)``) or ``"train"`` (``__call__(model, x, y_soft, gen)`` on every batch:
+    :class:`BatchTransform`). Registered by name in :data:`COUNTERMEASURES`.
+
+    Shape:
+        data: ``(N,3,H,W)`` -> ``(N,3,H,W)``; train: ``(model, x (B,3,H,W), y_soft (B,K), gen) -> (x', y_soft')``.
+
+    Examples:
+        >>> import torch
+        >>> from segue.countermeasures import create_countermeasure
+        >>> jpeg = create_countermeasure("jpeg", quality=30)
+        >>> jpeg.kind, jpeg.describe(), jpeg.apply(torch.rand(1, 3, 16, 16)).shape
+        ('data', 'jpeg(quality=30)', torch.Size([1, 3, 16, 16]))
+    """
 
     name = "base"
     kind = "data"
@@ -77,6 +92,17 @@ COUNTERMEASURES: Registry[Countermeasure] = Registry("countermeasure")
 
 
 class BatchTransform(Countermeasure):
+    """A training-time countermeasure: transforms every batch the victim trains on (``kind = "train"``).
+
+    Shape:
+        ``(model, x (B,3,H,W) in [0,1], y_soft (B,K), gen) -> (x', y_soft')``.
+
+    Examples:
+        >>> import torch
+        >>> from segue.countermeasures import create_countermeasure
+        >>> isinstance(create_countermeasure("mixup"), BatchTransform)
+        True
+    """
     kind = "train"
 
 
