@@ -50,6 +50,7 @@ def main() -> None:
     ap.add_argument("--eps", type=float, default=8, help="L-inf budget, /255")
     ap.add_argument("--psnr-floor", type=float, default=0.0)
     ap.add_argument("--feature-weight", type=float, default=1.0)
+    ap.add_argument("--away", type=float, default=1.0, help="weight of the away-from-clean cosine (0: toward the decoy only)")
     ap.add_argument("--size", type=int, default=112)
     ap.add_argument("--victim-epochs", type=int, default=15)
     ap.add_argument("--name", default="cloak_pilot")
@@ -67,7 +68,7 @@ def main() -> None:
 
     cfg = CloakConfig(image_size=args.size, epochs=args.epochs, stop_loss=0.0, init_generator="default", seed=0,
                       generator=GeneratorConfig(eps=args.eps / 255, psnr_floor=args.psnr_floor),
-                      distortion=DistortionConfig(rescale_p=0.5), feature_weight=args.feature_weight,
+                      distortion=DistortionConfig(rescale_p=0.5), feature_weight=args.feature_weight, away=args.away,
                       extractors=["facenet-torch"])
     t0 = time.perf_counter()
     generator, _, history = train_generator(train, train.labels, args.people, cfg, torch.device("cpu"),
@@ -87,10 +88,10 @@ def main() -> None:
         rows["scratch (ResNet18, peak)"] = {"clean": None,
                                             "protected": scratch.run(train.with_images(protected), test)["peak_acc"]}
     payload = {"people": args.people, "size": args.size, "eps_255": args.eps, "psnr_floor": args.psnr_floor,
-               "feature_weight": args.feature_weight, "epochs": args.epochs, "train_seconds": round(train_seconds, 1),
+               "feature_weight": args.feature_weight, "away": args.away, "epochs": args.epochs, "train_seconds": round(train_seconds, 1),
                "history": history, "quality": quality, "attackers": rows, "train_config": cfg.to_dict()}
     cmd = (f"python benchmarks/cloak_pilot.py --people {args.people} --epochs {args.epochs} --eps {args.eps:g} "
-           f"--psnr-floor {args.psnr_floor:g} --feature-weight {args.feature_weight:g} --name {args.name}")
+           f"--psnr-floor {args.psnr_floor:g} --feature-weight {args.feature_weight:g} --away {args.away:g} --name {args.name}")
     last = history[-1]
     md = [f"## Cloak pilot: G + FaceNet feature term on ORL ({args.people} people, {args.size} px, L-inf {args.eps:g}/255)", "",
           f"`{cmd}` on a 2-core CPU; G fine-tuned from `default` for {len(history)} epochs ({train_seconds:.0f} s).", "",
