@@ -100,3 +100,22 @@ def test_protect_redo_flags(tmp_path):
     with pytest.raises(SystemExit) as exc:
         main([*args, "--skip-existing"])
     assert exc.value.code == 2
+
+
+def test_demo_verdict_says_plainly_whether_the_victim_was_stopped():
+    from segue.demo import verdict
+
+    victims = lambda clean, prot: {"clean": {"peak_acc": clean, "chance": 0.1}, "protected": {"peak_acc": prot, "chance": 0.1}}  # noqa: E731
+    assert "was stopped" in verdict(victims(0.86, 0.15))
+    assert "NOT stopped" in verdict(victims(0.938, 0.962))
+    assert "NOT stopped" in verdict(victims(0.86, 0.40))
+
+
+@pytest.mark.slow
+def test_demo_quick_runs_end_to_end_and_prints_its_verdict(tmp_path, capsys):
+    assert main(["demo", "--quick", "-o", str(tmp_path / "demo"), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    result = json.loads((tmp_path / "demo" / "results.json").read_text())
+    assert result["verdict"] in out and "stopped" in result["verdict"]
+    assert "not measured by the demo: pretrained face recognisers" in out
+    assert (tmp_path / "demo" / "samples.png").stat().st_size > 0
