@@ -1,4 +1,8 @@
-"""Data countermeasures: transform the whole protected training set once, as a saved image would be."""
+"""Data countermeasures: transform the whole protected training set once, as a saved image would be.
+
+Every class docstring repeats the shared Shape and its example's setup on purpose: each docstring
+is its own doctest (``duplicates`` lists those runs as alike).
+"""
 
 from __future__ import annotations
 

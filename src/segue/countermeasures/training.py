@@ -1,4 +1,8 @@
-"""Training-time countermeasures: act on every batch inside the victim's loop (soft targets)."""
+"""Training-time countermeasures: act on every batch inside the victim's loop (soft targets).
+
+Every class docstring repeats the shared Shape and its example's setup on purpose: each docstring
+is its own doctest (``duplicates`` lists those runs as alike).
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """The distortion stages: each a small module with the same call ``stage(x, y, model) -> x'``.
 
+Every class docstring repeats the shared Shape and its example's setup on purpose: each docstring
+is its own doctest (``duplicates`` lists those runs as alike).
+
 PGD acts on G's input; the others on the protected image, differentiably (see :mod:`segue.distortion`).
 """
 
