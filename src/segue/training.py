@@ -14,7 +14,7 @@ Schedules and targets we measured and did not keep (per-batch alternation, a car
 train mode during G's steps, f reading the code bits, BatchNorm recalibration; GPU recipe sweep,
 docs/experiments/recipe-sweep.md) are in ``experiments/training_variants.py``.
 
-One module (~320 lines, a third of them docstrings) because config, trainer and loop are
+One module (~340 lines, a third of them docstrings) because config, trainer and loop are
 Alg. 1 read top to bottom; ``experiments/training_variants.py`` subclasses all three.
 """
 
@@ -63,7 +63,7 @@ class TrainConfig:
         epochs: at most this many epochs (20); ``stop_loss`` may end training earlier.
         surrogate_every: f trains in one epoch of every ``surrogate_every`` (5), G in all of them.
         batch_size, lr_generator, lr_surrogate: 16, 5e-4, 5e-4 (Adam).
-        l2_weight: weight of G's ||delta||^2 term (1e-3).
+        l2_weight: weight of G's mean ||delta||_2 term (1e-3).
         stop_loss: stop once f's loss on undistorted protected photos is below it (1e-3).
         max_seconds: wall-clock budget: stop after the epoch that crosses it.
         surrogate_distortion: f also learns from distorted protected images (ours).
