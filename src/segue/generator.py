@@ -118,7 +118,20 @@ def _conv_block(cin: int, cout: int, kernel: int, norm: Norm, stride: int = 1) -
 
 
 class ResBlock(nn.Module):
-    """Two 3x3 convs with a skip: lets the code-conditioned features be refined, not replaced."""
+    """Two 3x3 convs with a skip: lets the code-conditioned features be refined, not replaced.
+
+    Args:
+        channels: feature channels (in = out).
+        norm: the normalisation builder (``group_norm``).
+
+    Shape:
+        ``(N,C,H,W)`` -> ``(N,C,H,W)``.
+
+    Examples:
+        >>> import torch
+        >>> ResBlock(8, group_norm)(torch.rand(2, 8, 5, 5)).shape
+        torch.Size([2, 8, 5, 5])
+    """
 
     def __init__(self, channels: int, norm: Norm):
         super().__init__()

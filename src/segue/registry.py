@@ -34,6 +34,14 @@ class Registry(Generic[T]):
     Args:
         kind: the singular word used in messages ("noise method").
         plural: the name ``segue list`` knows the registry by (default ``kind + "s"``).
+
+    Examples:
+        >>> shapes = Registry("shape")
+        >>> @shapes.register("square", sides=4)
+        ... class Square:
+        ...     '''Four equal sides.'''
+        >>> shapes.list(), shapes.tags("square"), shapes.summary("square"), shapes.plural
+        (['square'], {'sides': 4}, 'Four equal sides.', 'shapes')
     """
 
     def __init__(self, kind: str, plural: str | None = None):

@@ -19,7 +19,22 @@ from segue.victim import summarise, scores_on_test
 
 
 class CosineHead(nn.Module):
-    """A cosine-softmax classifier on L2-normalised embeddings (``scale * cos(w_c, e)``)."""
+    """A cosine-softmax classifier on L2-normalised embeddings (``scale * cos(w_c, e)``).
+
+    Args:
+        dim: embedding size (512 for FaceNet).
+        num_classes: people.
+        scale: logit scale (16).
+
+    Shape:
+        ``(N, dim)`` -> logits ``(N, num_classes)`` in ``[-scale, scale]``.
+
+    Examples:
+        >>> import torch
+        >>> logits = CosineHead(4, 3)(torch.randn(2, 4))
+        >>> logits.shape, bool(logits.abs().max() <= 16)
+        (torch.Size([2, 3]), True)
+    """
 
     def __init__(self, dim: int, num_classes: int, scale: float = 16.0):
         super().__init__()

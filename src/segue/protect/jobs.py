@@ -64,6 +64,19 @@ class ProtectOptions:
 
 @dataclass
 class Job:
+    """One photo to protect: where it is read from and written to, its side label, its place in the plan.
+
+    Args:
+        src, dst: input and output paths (``dst`` mirrors ``src`` under OUT).
+        rel: the path relative to IN (what the report names).
+        label: the photo's side label (its subfolder's person), or None.
+        index: position in the plan (natural order of IN): picks the photos whose SSIM is measured.
+
+    Examples:
+        >>> from pathlib import Path
+        >>> Job(Path("in/3/a.jpg"), Path("out/3/a.jpg"), "3/a.jpg", label=3).index
+        0
+    """
     src: Path
     dst: Path
     rel: str
