@@ -105,9 +105,12 @@ class CloakLoss(nn.Module):
         n = len(self.extractors)
         return {"cos_clean": away / n, "cos_decoy": toward / n}
 
+    def combine(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The loss from :meth:`terms` (so a caller that logs the terms computes them once)."""
+        return self.away * terms["cos_clean"] - terms["cos_decoy"]
+
     def forward(self, protected: torch.Tensor, clean: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        t = self.terms(protected, clean, labels)
-        return self.away * t["cos_clean"] - t["cos_decoy"]
+        return self.combine(self.terms(protected, clean, labels))
 
 
 @dataclass
@@ -153,5 +156,4 @@ class CloakTrainer(SegueTrainer):
 
     def extra_loss(self, distorted: torch.Tensor, clean: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, dict]:
         terms = self.cloak.terms(distorted, clean, s)
-        loss = self.cfg.feature_weight * (self.cfg.away * terms["cos_clean"] - terms["cos_decoy"])
-        return loss, {k: v.item() for k, v in terms.items()}
+        return self.cfg.feature_weight * self.cloak.combine(terms), {k: v.item() for k, v in terms.items()}
