@@ -11,12 +11,20 @@ cd "$(dirname "$0")/.."
 deadline=${1:-}
 run() { segue benchmark "benchmarks/grids/attacks_$1.yaml" ${deadline:+--deadline "$deadline"} --only "$2"; }
 key="segue,robust_rem,clean"
-cells() { local out=""; for m in ${key//,/ }; do out+="${out:+,}$m$1"; done; echo "$out"; }
+rest="robust,random,lsp"
+cells() { local out=""; for m in ${2//,/ }; do out+="${out:+,}$m$1"; done; echo "$out"; }  # SUFFIX ROWS
 for set in webface10 orl celeba234; do run $set "*|dlib-*|none|0"; done
 for set in orl celeba234 webface10; do run $set "*|facenet-*|none|0"; done
-for set in orl celeba234; do run $set "$(cells '|finetune|none|0')"; done
+for set in orl celeba234; do run $set "$(cells '|finetune|none|0' $key)"; done
 run webface10 "segue|finetune|none|0,robust_rem|resnet18|ueraser|0,segue|resnet18|projection|0,segue|resnet18|ueraser|0,robust_rem|resnet18|projection|0"
-for set in orl celeba234; do run $set "$(cells '|resnet18|none|0'),$(cells '|resnet18|projection|0'),$(cells '|resnet18|ueraser|0')"; done
-run webface10 "$(cells '|finetune|none|0'),clean|resnet18|projection|0,clean|resnet18|ueraser|0,$(cells '_p3|resnet18|none|0')"
-for set in orl celeba234; do run $set "$(cells '_p3|resnet18|none|0')"; done
+for set in orl celeba234; do run $set "$(cells '|resnet18|none|0' $key),$(cells '|resnet18|projection|0' $key),$(cells '|resnet18|ueraser|0' $key)"; done
+run webface10 "$(cells '|finetune|none|0' $key),clean|resnet18|projection|0"
+# the partial column, then the remaining rows (class-wise EM last: it is generated per set, ~15 min)
+for set in orl celeba234; do run $set "$(cells '_p3|resnet18|none|0' $key,$rest)"; done
+run orl "$(cells '|resnet18|projection|0' $rest),$(cells '|resnet18|ueraser|0' $rest)"
+run celeba234 "$(cells '|resnet18|none|0' $rest),$(cells '|resnet18|projection|0' $rest),$(cells '|resnet18|ueraser|0' $rest)"
+run webface10 "$(cells '_p3|resnet18|none|0' $key)"
+for set in orl celeba234; do run $set "*|resnet18|*|0"; done
+run webface10 "clean|resnet18|ueraser|0,$(cells '_p3|resnet18|none|0' $rest),$(cells '|resnet18|projection|0' $rest),$(cells '|resnet18|ueraser|0' $rest)"
+for set in orl celeba234 webface10; do run $set "*|*|*|0"; done
 for set in orl celeba234 webface10; do run $set "*"; done

@@ -18,13 +18,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 
 from _common import write_results
 from segue.attackers import create_attacker
-from segue.cloak import CloakConfig, CloakTrainer, decoy_targets
+from segue.cloak import CloakConfig, CloakTrainer
 from segue.data import load_orl
 from segue.distortion import DistortionConfig
 from segue.facenet import load_facenet_torch
@@ -59,13 +60,6 @@ def main() -> None:
     train, test = load_orl(size=args.size, train_per_class=8, num_classes=args.people)
     decoys = decoy_centroids(args.people, args.size)
 
-    class PilotTrainer(CloakTrainer):
-        """CloakTrainer with real decoys (other people's centroids) instead of random directions."""
-
-        def __init__(self, cfg, num_classes, device):
-            super().__init__(cfg, num_classes, device)
-            self.cloak.targets = [decoy_targets(num_classes, decoys.shape[1], decoys=decoys, seed=cfg.decoy_seed)]
-
     cfg = CloakConfig(image_size=args.size, epochs=args.epochs, stop_loss=0.0, init_generator="default", seed=0,
                       generator=GeneratorConfig(eps=args.eps / 255, psnr_floor=args.psnr_floor),
                       distortion=DistortionConfig(rescale_p=0.5), feature_weight=args.feature_weight, away=args.away,
@@ -73,7 +67,7 @@ def main() -> None:
     t0 = time.perf_counter()
     generator, _, history = train_generator(train, train.labels, args.people, cfg, torch.device("cpu"),
                                             on_epoch=lambda r: print(r, file=sys.stderr, flush=True),
-                                            trainer_class=PilotTrainer)
+                                            trainer_class=partial(CloakTrainer, decoys=[decoys]))
     train_seconds = time.perf_counter() - t0
     with torch.no_grad():
         protected = (generator.protect(train.images, train.labels) * 255).round() / 255

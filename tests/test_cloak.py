@@ -77,3 +77,44 @@ def test_training_with_the_term_moves_embeddings_toward_the_decoys(tiny_data):
     moved, unmoved = cos_decoy(cloaked, judge), cos_decoy(plain, judge)
     print(f"cos to decoy: cloaked {moved:.3f}, plain {unmoved:.3f}")
     assert moved > unmoved + 0.1
+
+
+class CountingExtractor(ToyExtractor):
+    """ToyExtractor that counts the photos it embeds."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = 0
+
+    def forward(self, x):
+        self.seen += len(x)
+        return super().forward(x)
+
+
+def test_clean_embeddings_are_cached_per_photo_and_give_the_same_loss():
+    gen = torch.Generator().manual_seed(7)  # own RNG: ToyExtractor() reseeds the global one
+    x, labels = torch.rand(4, 3, 16, 16, generator=gen), torch.tensor([0, 1, 0, 1])
+    xp = x + 0.05 * torch.randn(x.shape, generator=gen)
+    counting = CountingExtractor()
+    cached = CloakLoss([counting], [decoy_targets(2, 8)])
+    uncached = CloakLoss([ToyExtractor()], [decoy_targets(2, 8)], cache_clean=False)
+    first = cached(xp, x, labels)
+    assert counting.seen == 8  # 4 protected + 4 clean
+    again = cached(xp[[2, 0]], x[[2, 0]], labels[[2, 0]])  # a later batch of photos already seen
+    assert counting.seen == 10  # only the 2 protected ones
+    assert torch.allclose(first, uncached(xp, x, labels), atol=1e-6)
+    assert torch.allclose(again, uncached(xp[[2, 0]], x[[2, 0]], labels[[2, 0]]), atol=1e-6)
+    cached(xp, torch.rand(4, 3, 16, 16, generator=gen), labels)  # new photos are embedded
+    assert counting.seen == 18
+
+
+def test_trainer_takes_real_decoys():
+    cfg = CloakConfig(**{**vars(tiny_train_config()), "extractors": ["toy-test"]})
+    real = torch.randn(3, 8)
+    trainer = CloakTrainer(cfg, 6, CPU, decoys=[real])
+    table = trainer.cloak.targets[0]
+    assert table.shape == (6, 8)
+    for row in table:  # every label's decoy is one of the real embeddings, normalised
+        assert torch.isclose(F.cosine_similarity(row[None], real).max(), torch.tensor(1.0), atol=1e-5)
+    with pytest.raises(ValueError, match="one decoy table"):
+        CloakTrainer(cfg, 6, CPU, decoys=[real, real])

@@ -23,6 +23,7 @@ Example (the shipped FaceNet port as the one extractor)::
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import torch
@@ -68,6 +69,9 @@ class CloakLoss(nn.Module):
         extractors: frozen differentiable extractors (see :data:`DIFFERENTIABLE`).
         targets: one ``(num_labels, D)`` tensor per extractor (:func:`decoy_targets`).
         away: weight of the "away from the clean embedding" part (1.0).
+        cache_clean: keep each clean photo's embeddings, keyed by its pixels (True): the clean
+            photos never change during training, so every epoch after the first embeds only the
+            protected ones (half the extractor passes).
 
     Shape:
         ``forward(protected (N,3,H,W), clean (N,3,H,W), labels (N,))`` -> scalar; gradients
@@ -85,21 +89,33 @@ class CloakLoss(nn.Module):
         (0, torch.Size([2, 3, 8, 8]))
     """
 
-    def __init__(self, extractors: list, targets: list[torch.Tensor], away: float = 1.0):
+    def __init__(self, extractors: list, targets: list[torch.Tensor], away: float = 1.0, cache_clean: bool = True):
         super().__init__()
         if len(extractors) != len(targets):
             raise ValueError("one target table per extractor")
         self.extractors = extractors  # a plain list: their weights are not G's parameters
         self.targets = [t.detach() for t in targets]
         self.away = away
+        self.cache: dict[bytes, list[torch.Tensor]] | None = {} if cache_clean else None
+
+    @torch.no_grad()
+    def clean_embeddings(self, clean: torch.Tensor) -> list[torch.Tensor]:
+        """Each extractor's ``(N, D)`` embeddings of the clean photos, from the cache where it has them."""
+        if self.cache is None:
+            return [extract(clean) for extract in self.extractors]
+        keys = [hashlib.blake2b(img.cpu().numpy().tobytes(), digest_size=16).digest() for img in clean]
+        missing = [i for i, k in enumerate(keys) if k not in self.cache]
+        if missing:
+            fresh = [extract(clean[missing]) for extract in self.extractors]
+            for j, i in enumerate(missing):
+                self.cache[keys[i]] = [e[j].detach() for e in fresh]
+        return [torch.stack([self.cache[k][n] for k in keys]).to(clean.device) for n in range(len(self.extractors))]
 
     def terms(self, protected: torch.Tensor, clean: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """The two cosines, averaged over photos and extractors (for logging and the loss)."""
         away, toward = protected.new_zeros(()), protected.new_zeros(())
-        for extract, table in zip(self.extractors, self.targets):
+        for extract, table, e_clean in zip(self.extractors, self.targets, self.clean_embeddings(clean)):
             e = extract(protected)
-            with torch.no_grad():
-                e_clean = extract(clean)
             away = away + (e * e_clean).sum(1).mean()
             toward = toward + (e * table.to(e.device)[labels]).sum(1).mean()
         n = len(self.extractors)
@@ -140,18 +156,25 @@ class CloakTrainer(SegueTrainer):
     Args:
         cfg: :class:`CloakConfig`.
         num_classes, device: as :class:`segue.training.SegueTrainer`.
+        decoys: per extractor, real ``(M, D)`` embeddings to draw the decoys from (e.g. the
+            centroids of people who are never protected); None: seeded random directions.
+            With :func:`train_generator`, pass ``functools.partial(CloakTrainer, decoys=...)``.
 
     Shape:
         as :class:`segue.training.SegueTrainer`; generator steps also log ``cos_clean`` and ``cos_decoy``.
     """
 
-    def __init__(self, cfg: CloakConfig, num_classes: int, device: torch.device):
+    def __init__(self, cfg: CloakConfig, num_classes: int, device: torch.device,
+                 decoys: list[torch.Tensor] | None = None):
         super().__init__(cfg, num_classes, device)
         if any(name.startswith("dlib") for name in cfg.extractors):
             raise ValueError("dlib is the black-box attacker: train against other extractors")
+        if decoys is not None and len(decoys) != len(cfg.extractors):
+            raise ValueError("one decoy table per extractor")
         nets = [DIFFERENTIABLE.create(name, device) for name in cfg.extractors]
         dims = [DIFFERENTIABLE.tags(name).get("dim") for name in cfg.extractors]
-        targets = [decoy_targets(num_classes, d, seed=cfg.decoy_seed + i) for i, d in enumerate(dims)]
+        real = decoys or [None] * len(nets)
+        targets = [decoy_targets(num_classes, d, decoys=r, seed=cfg.decoy_seed + i) for i, (d, r) in enumerate(zip(dims, real))]
         self.cloak = CloakLoss(nets, targets, cfg.away)
 
     def extra_loss(self, distorted: torch.Tensor, clean: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, dict]:
