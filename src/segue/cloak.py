@@ -71,7 +71,7 @@ class CloakLoss(nn.Module):
         away: weight of the "away from the clean embedding" part (1.0).
         cache_clean: keep each clean photo's embeddings, keyed by its pixels (True): the clean
             photos never change during training, so every epoch after the first embeds only the
-            protected ones (half the extractor passes).
+            protected ones (the no-grad clean pass of each step is skipped).
 
     Shape:
         ``forward(protected (N,3,H,W), clean (N,3,H,W), labels (N,))`` -> scalar; gradients
