@@ -103,7 +103,8 @@ class CloakLoss(nn.Module):
         """Each extractor's ``(N, D)`` embeddings of the clean photos, from the cache where it has them."""
         if self.cache is None:
             return [extract(clean) for extract in self.extractors]
-        keys = [hashlib.blake2b(img.cpu().numpy().tobytes(), digest_size=16).digest() for img in clean]
+        host = clean.detach().cpu().numpy()  # one device-to-host copy per batch, not one per photo
+        keys = [hashlib.blake2b(img.tobytes(), digest_size=16).digest() for img in host]
         missing = [i for i, k in enumerate(keys) if k not in self.cache]
         if missing:
             fresh = [extract(clean[missing]) for extract in self.extractors]
