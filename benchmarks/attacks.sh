@@ -25,6 +25,13 @@ run orl "$(cells '|resnet18|projection|0' $rest),$(cells '|resnet18|ueraser|0' $
 run celeba234 "$(cells '|resnet18|none|0' $rest),$(cells '|resnet18|projection|0' $rest),$(cells '|resnet18|ueraser|0' $rest)"
 run webface10 "$(cells '_p3|resnet18|none|0' $key)"
 for set in orl celeba234; do run $set "*|resnet18|*|0"; done
-run webface10 "clean|resnet18|ueraser|0,$(cells '_p3|resnet18|none|0' $rest),$(cells '|resnet18|projection|0' $rest),$(cells '|resnet18|ueraser|0' $rest)"
+# then cheap cells before dear ones: ORL's rest (~1 min a cell), finetune everywhere (1-5 min),
+# CelebA's seeds (~3 min), WebFace10's from-scratch attacks (~12 min)
+run orl "*"
+for set in celeba234 webface10; do run $set "*|finetune|none|0"; done
+run celeba234 "*|resnet18|none|1"
+run webface10 "clean|resnet18|ueraser|0,robust|resnet18|projection|0,robust|resnet18|ueraser|0"
+run celeba234 "*|resnet18|none|2"
+run webface10 "$(cells '_p3|resnet18|none|0' $rest),$(cells '|resnet18|projection|0' $rest),$(cells '|resnet18|ueraser|0' $rest)"
 for set in orl celeba234 webface10; do run $set "*|*|*|0"; done
 for set in orl celeba234 webface10; do run $set "*"; done
