@@ -156,17 +156,21 @@ def test_partial_protection_protects_only_named_people_and_reports_them_apart(tm
     assert set(epoch) >= {"test_acc_protected", "test_acc_others"}
     assert row["groups"]["protected"]["final"] == epoch["test_acc_protected"]
     table = build_table(cfg, [row])
-    assert table["random"]["partial"]["mean"] == row["groups"]["protected"]["at_fit"]
+    assert table["random"]["partial"]["mean"] == row["groups"]["protected"]["at_select"]
     assert (tmp_path / "out" / "attacks.md").exists()
 
 
-def test_group_summary_reads_the_epoch_the_training_set_is_fitted():
+def test_group_summary_reads_the_epoch_an_attacker_would_keep():
     from segue.benchmark import group_summary
 
-    history = [{"epoch": 1, "train_acc": 0.3, "test_acc_protected": 1.0},
-               {"epoch": 2, "train_acc": 0.97, "test_acc_protected": 0.2},
-               {"epoch": 3, "train_acc": 1.0, "test_acc_protected": 0.4}]
-    assert group_summary(history, "protected") == {"final": 0.4, "at_fit": 0.2, "fit_epoch": 2, "peak": 1.0}
+    history = [{"epoch": 1, "train_acc": 0.3, "test_acc_protected": 1.0, "test_acc_others": 0.1},
+               {"epoch": 2, "train_acc": 0.97, "test_acc_protected": 0.2, "test_acc_others": 0.3},
+               {"epoch": 3, "train_acc": 1.0, "test_acc_protected": 0.6, "test_acc_others": 0.8},
+               {"epoch": 4, "train_acc": 1.0, "test_acc_protected": 0.4, "test_acc_others": 0.8}]
+    assert group_summary(history, "protected") == {"final": 0.4, "at_fit": 0.2, "fit_epoch": 2, "peak": 1.0,
+                                                   "at_select": 0.6, "select_epoch": 3}
+    assert "at_select" not in group_summary([{k: v for k, v in r.items() if k != "test_acc_others"} for r in history],
+                                            "protected")
 
 
 def test_segue_list_prints_every_kind_and_the_weights_tags(capsys):

@@ -35,10 +35,10 @@ from __future__ import annotations
 
 from segue.benchmark.config import (Cell, cache_dir, cells_of, load_config, load_data, method_kwargs, partial_groups,
                                     protected_classes, protected_mask, resolve_data_path)
-from segue.benchmark.results import append_result, read_methods, read_results
+from segue.benchmark.results import append_result, group_summary, read_methods, read_results
 from segue.benchmark.sets import ProtectedSets, image_quality
 from segue.benchmark.report import write_report
-from segue.benchmark.runner import group_summary, make_attacker, parse_deadline, run_benchmark, select
+from segue.benchmark.runner import make_attacker, parse_deadline, run_benchmark, select
 from segue.benchmark.cli import add_parser, cmd_benchmark
 from segue.runtime import device_name, now_iso, write_json_atomic
 

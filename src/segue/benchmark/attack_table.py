@@ -13,8 +13,9 @@ A benchmark config with a ``table`` section gets ``attacks.md``, ``attacks.json`
 
 A column names a ``victim`` (attacker) and optionally a ``countermeasure`` (default ``none``)
 and a ``method`` pattern (default the row itself; ``{row}`` is replaced). For a partial method
-the cell is the protected people's clean-test accuracy once the attacker fits its training set
-(see :func:`segue.benchmark.group_summary`); otherwise the peak over epochs, averaged over seeds.
+the cell is the protected people's clean-test accuracy at the epoch where the clean other people
+score best - the epoch an attacker who early-stops on them would keep (see
+:func:`segue.benchmark.group_summary`); otherwise the peak over epochs, averaged over seeds.
 A one-shot attacker (an embedding + classifier) has one epoch, so its peak is its only value.
 
 ``imports`` brings in committed cells of the same protocol from other grids instead of training
@@ -29,15 +30,17 @@ import json
 import statistics
 from pathlib import Path
 
+from segue.benchmark.results import group_summary
+
 
 def cell_value(rows: list[dict]) -> dict | None:
     """Mean (and spread, n) of the cells' headline accuracy: protected people for partial cells, else peak."""
     if not rows:
         return None
     if "groups" in rows[0]:
-        vals = [r["groups"]["protected"]["at_fit"] for r in rows]
-        finals = [r["groups"]["protected"]["final"] for r in rows]
-        kind = "protected people, once fitted"
+        picked = [group_summary(r["history"], "protected") for r in rows]  # from the history: older rows lack at_select
+        vals, finals = [g["at_select"] for g in picked], [g["final"] for g in picked]
+        kind = "protected people, at the others' best epoch"
     else:
         vals, finals = [r["peak_acc"] for r in rows], [r["final_acc"] for r in rows]
         kind = "peak" if len(rows[0]["history"]) > 1 else "one-shot"
@@ -93,7 +96,7 @@ def write_attack_table(cfg: dict, out: Path, results: list[dict]) -> str:
           "Clean-test accuracy % of each attacker fitted on photos protected by each row's method "
           "(first row: clean photos, the reference). Victims trained from scratch: **peak over epochs** "
           "(final); embedding attackers: their one value; partial columns: the protected people's "
-          f"photos only, once the attacker fits its training set (final). [min-max] over seeds, n = seeds. "
+          f"photos only, at the epoch where the clean other people score best (final). [min-max] over seeds, n = seeds. "
           f"Chance = {'-' if chance is None else f'{100 * chance:.1f}'} %.", "",
           "| protection | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
     for row, vals in table.items():

@@ -12,7 +12,7 @@ import torch
 
 from segue.benchmark.config import Cell, cells_of, load_data, partial_groups
 from segue.benchmark.report import write_report, write_samples
-from segue.benchmark.results import append_result, read_results
+from segue.benchmark.results import append_result, group_summary, read_results
 from segue.benchmark.sets import ProtectedSets
 from segue.runtime import device_name, now_iso
 
@@ -64,20 +64,6 @@ def select(cells: list[Cell], only: list[str] | None) -> list[Cell]:
             if fnmatch.fnmatchcase(c.id, pat):
                 picked.setdefault(c.id, c)
     return list(picked.values())
-
-FIT_THRESHOLD = 0.95
-
-def group_summary(history: list[dict], group: str, fit_threshold: float = FIT_THRESHOLD) -> dict:
-    """A group's final accuracy and its accuracy once the attacker fits its training set.
-
-    "Fitted" is the first epoch with training accuracy >= ``fit_threshold`` (else the last
-    epoch). The peak over epochs is kept only for reference: an untrained victim that predicts
-    one class for everything scores 100 % on that class, so a peak says little about one person.
-    """
-    key = f"test_acc_{group}"
-    fitted = next((r for r in history if r.get("train_acc", 0) >= fit_threshold), history[-1])
-    return {"final": history[-1][key], "at_fit": fitted[key], "fit_epoch": fitted["epoch"],
-            "peak": max(r[key] for r in history)}
 
 def run_benchmark(cfg: dict, only: list[str] | None = None, max_cells: int | None = None,
                   deadline: datetime | None = None, wait_while_exists: str | None = None,
