@@ -74,3 +74,14 @@ def test_gradients_reach_the_input_and_fine_tuning_works(pairs, port):
     head = torch.nn.Linear(512, PEOPLE)
     head(tuned.features(pairs[:4])).logsumexp(1).mean().backward()
     assert tuned.net.conv2d_1a.conv.weight.grad is not None
+
+
+def test_an_opencv_without_the_tensorflow_importer_is_named_in_the_error(monkeypatch):
+    """OpenCV 5 dropped readNetFromTensorflow; the error must say which version to install."""
+    import cv2
+
+    from segue.facenet import read_graph
+
+    monkeypatch.delattr(cv2.dnn, "readNetFromTensorflow")
+    with pytest.raises(RuntimeError, match="opencv-python-headless>=4.8,<5"):
+        read_graph()

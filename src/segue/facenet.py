@@ -70,6 +70,9 @@ def _batchable(graph: bytes) -> bytes | None:
 
 def read_graph() -> tuple[cv2.dnn.Net, bool]:
     """OpenCV's net of the graph, and whether it takes batches (else one image per forward)."""
+    if not hasattr(cv2.dnn, "readNetFromTensorflow"):
+        raise RuntimeError(f"OpenCV {cv2.__version__} cannot read TensorFlow graphs (OpenCV 5 dropped the importer): "
+                           "pip install 'opencv-python-headless>=4.8,<5'")
     graph = graph_path().read_bytes()
     fixed = _batchable(graph)
     return cv2.dnn.readNetFromTensorflow(np.frombuffer(fixed or graph, np.uint8)), fixed is not None
