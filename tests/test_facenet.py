@@ -77,11 +77,11 @@ def test_gradients_reach_the_input_and_fine_tuning_works(pairs, port):
 
 
 def test_an_opencv_without_the_tensorflow_importer_is_named_in_the_error(monkeypatch):
-    """OpenCV 5 dropped readNetFromTensorflow; the error must say which version to install."""
+    """OpenCV 5.1 dropped readNetFromTensorflow; the error must say which version to install."""
     import cv2
 
     from segue.facenet import read_graph
 
     monkeypatch.delattr(cv2.dnn, "readNetFromTensorflow")
-    with pytest.raises(RuntimeError, match="opencv-python-headless>=4.8,<5"):
+    with pytest.raises(RuntimeError, match=r"opencv-python-headless==5\.0"):
         read_graph()

