@@ -47,7 +47,7 @@ _BATCH_FIXES = (
 )
 
 
-OPENCV_PIN = "opencv-python-headless==5.0.*"  # the OpenCV that reads the graph: 4.12-4.14 fail, 5.1 has no TF importer
+OPENCV_PIN = "opencv-python-headless==5.0.*"  # the OpenCV that reads the graph: 4.12 and 4.14 fail, 5.1 has no TF importer
 
 
 def graph_path() -> Path:
@@ -80,7 +80,7 @@ def read_graph() -> tuple[cv2.dnn.Net, bool]:
     fixed = _batchable(graph)
     try:
         return cv2.dnn.readNetFromTensorflow(np.frombuffer(fixed or graph, np.uint8)), fixed is not None
-    except cv2.error as err:  # 4.12-4.14's graph simplifier rejects it
+    except cv2.error as err:  # 4.12's and 4.14's graph simplifier rejects it
         raise RuntimeError(f"{hint} ({err})") from err
 
 
