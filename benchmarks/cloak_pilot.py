@@ -2,6 +2,7 @@
 
     python benchmarks/cloak_pilot.py [--data orl] [--people 20] [--epochs 12] [--eps 8] [--feature-weight 1] [--name cloak_pilot]
     python benchmarks/cloak_pilot.py --data celeba234 --device cuda --epochs 60 --max-seconds 420 --save runs/cloak.safetensors
+    python benchmarks/cloak_pilot.py --data celeba234 --load runs/cloak.safetensors --name NAME   # measure it on CPU
 
 ``--data celeba234``: G is trained on every photo of the CelebA234 *train* people (side label =
 person, 164 codes), decoys are the FaceNet centroids of the *val* people, and the attackers are
@@ -33,7 +34,7 @@ import torch.nn.functional as F
 from _common import write_results
 from segue.attackers import create_attacker
 from segue.cloak import CloakConfig, CloakTrainer
-from segue.checkpoint import save_generator
+from segue.checkpoint import load_generator, save_generator
 from segue.data import FaceSet, load_celeba234, load_orl
 from segue.distortion import DistortionConfig
 from segue.facenet import load_facenet_torch
@@ -82,6 +83,7 @@ def main() -> None:
     ap.add_argument("--max-seconds", type=float, default=None, help="G's wall-clock training budget")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--save", default=None, help="also write G's weights here (.safetensors)")
+    ap.add_argument("--load", default=None, help="skip training: measure the G that --save wrote (e.g. on a GPU)")
     ap.add_argument("--name", default="cloak_pilot")
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -89,20 +91,27 @@ def main() -> None:
     if args.data == "orl" and args.people is None:
         args.people = 20
     g_train, decoy_people, train, test = pilot_sets(args.data, args.people, args.size)
-    decoys = centroids(decoy_people, device)
     num_codes = int(g_train.labels.max()) + 1
 
     cfg = CloakConfig(image_size=args.size, epochs=args.epochs, stop_loss=0.0, init_generator="default", seed=0,
                       generator=GeneratorConfig(eps=args.eps / 255, psnr_floor=args.psnr_floor),
                       distortion=DistortionConfig(rescale_p=0.5), feature_weight=args.feature_weight, away=args.away,
                       extractors=["facenet-torch"], max_seconds=args.max_seconds)
-    t0 = time.perf_counter()
-    generator, _, history = train_generator(g_train, g_train.labels, num_codes, cfg, device,
-                                            on_epoch=lambda r: print(r, file=sys.stderr, flush=True),
-                                            trainer_class=partial(CloakTrainer, decoys=[decoys]))
-    train_seconds = time.perf_counter() - t0
-    if args.save:
-        save_generator(generator, args.save, {"command": command(args), "train_config": cfg.to_dict()})
+    if args.load:  # its training run's own record, not this command line's flags
+        generator, provenance = load_generator(args.load)
+        history, train_seconds, trained_by = provenance["history"], provenance["train_seconds"], provenance["command"]
+        cfg = CloakConfig.from_dict(provenance["train_config"])
+    else:
+        decoys = centroids(decoy_people, device)
+        t0 = time.perf_counter()
+        generator, _, history = train_generator(g_train, g_train.labels, num_codes, cfg, device,
+                                                on_epoch=lambda r: print(r, file=sys.stderr, flush=True),
+                                                trainer_class=partial(CloakTrainer, decoys=[decoys]))
+        train_seconds, trained_by = time.perf_counter() - t0, command(args)
+        if args.save:
+            save_generator(generator, args.save, {"command": trained_by, "train_config": cfg.to_dict(),
+                                                  "history": history, "train_seconds": round(train_seconds, 1),
+                                                  "hardware": hardware_name(device)})
     generator = generator.cpu().eval()
     with torch.no_grad():
         protected = (generator.protect(train.images, train.labels) * 255).round() / 255
@@ -116,17 +125,20 @@ def main() -> None:
         scratch = create_attacker("scratch", epochs=args.victim_epochs, seed=0, device=args.device)
         rows["scratch (ResNet18, peak)"] = {"clean": None,
                                             "protected": scratch.run(train.with_images(protected), test)["peak_acc"]}
+    eps_255 = round(cfg.generator.eps * 255, 3)
     payload = {"data": args.data, "people": args.people, "g_people": num_codes, "attacked_people": len(test.classes),
-               "size": args.size, "eps_255": args.eps, "psnr_floor": args.psnr_floor,
-               "feature_weight": args.feature_weight, "away": args.away, "epochs": args.epochs, "train_seconds": round(train_seconds, 1),
+               "size": args.size, "eps_255": eps_255, "psnr_floor": cfg.generator.psnr_floor,
+               "feature_weight": cfg.feature_weight, "away": cfg.away, "epochs": cfg.epochs,
+               "train_seconds": round(train_seconds, 1), "trained_by": trained_by,
                "history": history, "quality": quality, "attackers": rows, "train_config": cfg.to_dict()}
     cmd = command(args)
     last = history[-1]
     where = (f"ORL ({args.people} people, G trained on them)" if args.data == "orl" else
              f"CelebA234 (G trained on {num_codes} train people; attacked: the {len(test.classes)} test people, unseen)")
-    hardware = torch.cuda.get_device_name(0) if device.type == "cuda" else "a 2-core CPU"
-    md = [f"## Cloak pilot: G + FaceNet feature term on {where}, {args.size} px, L-inf {args.eps:g}/255", "",
-          f"`{cmd}` on {hardware}; G fine-tuned from `default` for {len(history)} epochs ({train_seconds:.0f} s).", "",
+    hardware = provenance.get("hardware", "?") if args.load else hardware_name(device)
+    md = [f"## Cloak pilot: G + FaceNet feature term on {where}, {args.size} px, L-inf {eps_255:g}/255", "",
+          f"`{trained_by}` on {hardware}; G fine-tuned from `default` for {len(history)} epochs ({train_seconds:.0f} s)."
+          + (f" Measured by `{cmd}` on {hardware_name(torch.device('cpu'))}." if args.load else ""), "",
           f"PSNR {quality['psnr_mean']} dB, SSIM {quality['ssim_mean']}, L-inf {quality['linf_max_255']}/255; "
           f"last epoch: FaceNet cosine of protected to clean "
           f"{last.get('cos_clean', float('nan')):.3f}, to the decoy {last.get('cos_decoy', float('nan')):.3f} (distorted images).", "",
@@ -139,14 +151,21 @@ def main() -> None:
     write_results(args.name, payload, "\n".join(md) + "\n")
 
 
+def hardware_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"a {torch.get_num_threads()}-thread CPU"
+
+
 def command(args: argparse.Namespace) -> str:
     """The command line that reproduces this run."""
-    flags = [f"--data {args.data}", f"--epochs {args.epochs}", f"--eps {args.eps:g}", f"--psnr-floor {args.psnr_floor:g}",
-             f"--feature-weight {args.feature_weight:g}", f"--away {args.away:g}", f"--name {args.name}"]
+    flags = [f"--data {args.data}", f"--name {args.name}"]
+    if not args.load:
+        flags += [f"--epochs {args.epochs}", f"--eps {args.eps:g}", f"--psnr-floor {args.psnr_floor:g}",
+                  f"--feature-weight {args.feature_weight:g}", f"--away {args.away:g}"]
+        flags += [f"--max-seconds {args.max_seconds:g}"] if args.max_seconds else []
     flags += [f"--people {args.people}"] if args.people else []
-    flags += [f"--max-seconds {args.max_seconds:g}"] if args.max_seconds else []
     flags += [f"--victim-epochs {args.victim_epochs}"] if args.victim_epochs != 15 else []
     flags += [f"--size {args.size}"] if args.size != 112 else []
+    flags += [f"--load {args.load}"] if args.load else []
     return "python benchmarks/cloak_pilot.py " + " ".join(flags)
 
 
