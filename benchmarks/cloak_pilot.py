@@ -1,8 +1,9 @@
-"""Pilot: a generator trained with the feature-space term (segue.cloak) against FaceNet - does it transfer to dlib?
+"""Pilot: a generator trained with the feature-space term (segue.cloak) against FaceNet (or an ensemble) - does it transfer to dlib?
 
     python benchmarks/cloak_pilot.py [--data orl] [--people 20] [--epochs 12] [--eps 8] [--feature-weight 1] [--name cloak_pilot]
     python benchmarks/cloak_pilot.py --data celeba234 --device cuda --epochs 60 --max-seconds 420 --save runs/cloak.safetensors
     python benchmarks/cloak_pilot.py --data celeba234 --load runs/cloak.safetensors --name NAME   # measure it on CPU
+    python benchmarks/cloak_pilot.py --extractors facenet-torch,celeba-cosface   # the ensemble (train_face_embedding.py first)
 
 ``--data celeba234``: G is trained on every photo of the CelebA234 *train* people (side label =
 person, 164 codes), decoys are the FaceNet centroids of the *val* people, and the attackers are
@@ -33,28 +34,21 @@ import torch.nn.functional as F
 
 from _common import write_results
 from segue.attackers import create_attacker
-from segue.cloak import CloakConfig, CloakTrainer
+from segue.cloak import DIFFERENTIABLE, CloakConfig, CloakTrainer
 from segue.checkpoint import load_generator, save_generator
-from segue.data import FaceSet, load_celeba234, load_orl
+from segue.data import FaceSet, celeba234_photos, load_celeba234, load_orl
 from segue.distortion import DistortionConfig
-from segue.facenet import load_facenet_torch
 from segue.generator import GeneratorConfig
 from segue.quality import set_quality
 from segue.training import train_generator
 
 
-def centroids(faces: FaceSet, device: torch.device) -> torch.Tensor:
-    """FaceNet centroid of each person of ``faces``, L2-normalised: the decoys."""
-    model = load_facenet_torch(device)
+def centroids(faces: FaceSet, extractor: str, device: torch.device) -> torch.Tensor:
+    """Each person's centroid of ``faces`` under one differentiable extractor, L2-normalised: the decoys."""
+    model = DIFFERENTIABLE.create(extractor, device)
     with torch.no_grad():
         emb = torch.cat([model(faces.images[i : i + 32].to(device)).cpu() for i in range(0, len(faces), 32)])
     return F.normalize(torch.stack([emb[faces.labels == c].mean(0) for c in faces.labels.unique()]), dim=1)
-
-
-def every_photo(split: str, size: int, people: int | None = None) -> FaceSet:
-    """All photos of one CelebA234 split's people (its train and test photos together)."""
-    a, b = load_celeba234(split, size=size, num_classes=people)
-    return FaceSet(torch.cat([a.images, b.images]), torch.cat([a.labels, b.labels]), a.classes)
 
 
 def pilot_sets(data: str, people: int | None, size: int) -> tuple[FaceSet, FaceSet, FaceSet, FaceSet]:
@@ -63,8 +57,8 @@ def pilot_sets(data: str, people: int | None, size: int) -> tuple[FaceSet, FaceS
         train, test = load_orl(size=size, train_per_class=8, num_classes=people)
         every, _ = load_orl(size=size, train_per_class=8, num_classes=40)
         return train, every.subset(torch.nonzero(every.labels >= people).flatten()), train, test
-    g_train = every_photo("train", size, people)
-    decoy_people = every_photo("val", size)
+    g_train = celeba234_photos("train", size, people)
+    decoy_people = celeba234_photos("val", size)
     train, test = load_celeba234("test", size=size)
     return g_train, decoy_people, train, test
 
@@ -81,6 +75,8 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=112)
     ap.add_argument("--victim-epochs", type=int, default=15)
     ap.add_argument("--max-seconds", type=float, default=None, help="G's wall-clock training budget")
+    ap.add_argument("--extractors", default="facenet-torch",
+                    help="comma-separated segue.cloak.DIFFERENTIABLE names (an ensemble: G's loss averages them)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--save", default=None, help="also write G's weights here (.safetensors)")
     ap.add_argument("--load", default=None, help="skip training: measure the G that --save wrote (e.g. on a GPU)")
@@ -96,17 +92,17 @@ def main() -> None:
     cfg = CloakConfig(image_size=args.size, epochs=args.epochs, stop_loss=0.0, init_generator="default", seed=0,
                       generator=GeneratorConfig(eps=args.eps / 255, psnr_floor=args.psnr_floor),
                       distortion=DistortionConfig(rescale_p=0.5), feature_weight=args.feature_weight, away=args.away,
-                      extractors=["facenet-torch"], max_seconds=args.max_seconds)
+                      extractors=args.extractors.split(","), max_seconds=args.max_seconds)
     if args.load:  # its training run's own record, not this command line's flags
         generator, provenance = load_generator(args.load)
         history, train_seconds, trained_by = provenance["history"], provenance["train_seconds"], provenance["command"]
         cfg = CloakConfig.from_dict(provenance["train_config"])
     else:
-        decoys = centroids(decoy_people, device)
+        decoys = [centroids(decoy_people, name, device) for name in cfg.extractors]
         t0 = time.perf_counter()
         generator, _, history = train_generator(g_train, g_train.labels, num_codes, cfg, device,
                                                 on_epoch=lambda r: print(r, file=sys.stderr, flush=True),
-                                                trainer_class=partial(CloakTrainer, decoys=[decoys]))
+                                                trainer_class=partial(CloakTrainer, decoys=decoys))
         train_seconds, trained_by = time.perf_counter() - t0, command(args)
         if args.save:
             save_generator(generator, args.save, {"command": trained_by, "train_config": cfg.to_dict(),
@@ -136,7 +132,7 @@ def main() -> None:
     where = (f"ORL ({args.people} people, G trained on them)" if args.data == "orl" else
              f"CelebA234 (G trained on {num_codes} train people; attacked: the {len(test.classes)} test people, unseen)")
     hardware = provenance.get("hardware", "?") if args.load else hardware_name(device)
-    md = [f"## Cloak pilot: G + FaceNet feature term on {where}, {args.size} px, L-inf {eps_255:g}/255", "",
+    md = [f"## Cloak pilot: G + feature term ({', '.join(cfg.extractors)}) on {where}, {args.size} px, L-inf {eps_255:g}/255", "",
           f"`{trained_by}` on {hardware}; G fine-tuned from `default` for {len(history)} epochs ({train_seconds:.0f} s)."
           + (f" Measured by `{cmd}` on {hardware_name(torch.device('cpu'))}." if args.load else ""), "",
           f"PSNR {quality['psnr_mean']} dB, SSIM {quality['ssim_mean']}, L-inf {quality['linf_max_255']}/255; "
@@ -145,7 +141,8 @@ def main() -> None:
           "| attacker (fitted on the training photos, scored on clean test photos) | clean training photos | protected |",
           "|---|---|---|"]
     for name, r in rows.items():
-        box = "white-box" if name.startswith("facenet") else ("black-box transfer" if name.startswith("dlib") else "from scratch")
+        box = ("from scratch" if not name.startswith(("facenet", "dlib")) else
+               "white-box" if name.startswith("facenet") and "facenet-torch" in cfg.extractors else "black-box transfer")
         clean = "-" if r["clean"] is None else f"{100 * r['clean']:.1f} %"
         md.append(f"| {name} ({box}) | {clean} | {100 * r['protected']:.1f} % |")
     write_results(args.name, payload, "\n".join(md) + "\n")
@@ -162,6 +159,7 @@ def command(args: argparse.Namespace) -> str:
         flags += [f"--epochs {args.epochs}", f"--eps {args.eps:g}", f"--psnr-floor {args.psnr_floor:g}",
                   f"--feature-weight {args.feature_weight:g}", f"--away {args.away:g}"]
         flags += [f"--max-seconds {args.max_seconds:g}"] if args.max_seconds else []
+        flags += [f"--extractors {args.extractors}"] if args.extractors != "facenet-torch" else []
     flags += [f"--people {args.people}"] if args.people else []
     flags += [f"--victim-epochs {args.victim_epochs}"] if args.victim_epochs != 15 else []
     flags += [f"--size {args.size}"] if args.size != 112 else []

@@ -1,6 +1,7 @@
 """Pilot for a feature-space protection: do FaceNet-targeted perturbations transfer to dlib?
 
     python benchmarks/feature_transfer_pilot.py [--people 20] [--steps 10] [--eps 8]
+    python benchmarks/feature_transfer_pilot.py --extractors facenet-torch,celeba-cosface --diverse   # an ensemble
 
 Before training a generator with a feature-space term (push each protected photo's embedding
 toward a target fixed per person), measure the best case such a generator could reach: a
@@ -23,7 +24,8 @@ import torch.nn.functional as F
 from _common import write_results
 from segue.attackers import create_attacker
 from segue.data import load_orl
-from segue.facenet import load_facenet_torch
+from segue.cloak import DIFFERENTIABLE
+from segue.face_embedding import embed
 
 
 def diversify(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -37,15 +39,15 @@ def diversify(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return kornia.filters.gaussian_blur2d(x, (5, 5), (sigma, sigma))
 
 
-def targeted_pgd(model, x: torch.Tensor, target: torch.Tensor, eps: float, steps: int,
+def targeted_pgd(models: list, x: torch.Tensor, targets: list[torch.Tensor], eps: float, steps: int,
                  diverse: bool = False) -> torch.Tensor:
-    """``x + delta`` (8-bit) with ``|delta| <= eps`` that maximises cosine(model(x + delta), target)."""
+    """``x + delta`` (8-bit), ``|delta| <= eps``, maximising the summed cosine(model(x + delta), target) over the ensemble."""
     delta = torch.zeros_like(x, requires_grad=True)
     step = 2.5 * eps / steps
     gen = torch.Generator().manual_seed(0)
     for _ in range(steps):
         inp = diversify(x + delta, gen) if diverse else x + delta
-        loss = -F.cosine_similarity(model(inp), target).sum()
+        loss = -sum(F.cosine_similarity(m(inp), t).sum() for m, t in zip(models, targets))
         (grad,) = torch.autograd.grad(loss, delta)
         with torch.no_grad():
             delta -= step * grad.sign()
@@ -60,43 +62,48 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--eps", type=float, default=8)
     ap.add_argument("--diverse", action="store_true", help="input diversity (random resize + blur) in every step")
+    ap.add_argument("--extractors", default="facenet-torch",
+                    help="comma-separated segue.cloak.DIFFERENTIABLE names: the surrogate ensemble (never dlib)")
     ap.add_argument("--name", default="feature_transfer_pilot")
     args = ap.parse_args()
     train, test = load_orl(size=112, train_per_class=8, num_classes=args.people)
-    model = load_facenet_torch("cpu")
-    with torch.no_grad():
-        emb = torch.cat([model(train.images[i : i + 32]) for i in range(0, len(train), 32)])
-    centroids = F.normalize(torch.stack([emb[train.labels == c].mean(0) for c in range(args.people)]), dim=1)
-    targets = centroids[(train.labels + 1) % args.people]
+    names = args.extractors.split(",")
+    if any(n.startswith("dlib") for n in names):
+        raise SystemExit("dlib is the black-box attacker: never a surrogate")
+    models = [DIFFERENTIABLE.create(n, "cpu") for n in names]
+    embs = [embed(m, train.images) for m in models]
+    cents = [F.normalize(torch.stack([e[train.labels == c].mean(0) for c in range(args.people)]), dim=1) for e in embs]
+    targets = [c[(train.labels + 1) % args.people] for c in cents]
     t0 = time.perf_counter()
-    cloaked = torch.cat([targeted_pgd(model, train.images[i : i + 16], targets[i : i + 16], args.eps / 255, args.steps,
-                                      args.diverse)
+    cloaked = torch.cat([targeted_pgd(models, train.images[i : i + 16], [t[i : i + 16] for t in targets],
+                                      args.eps / 255, args.steps, args.diverse)
                          for i in range(0, len(train), 16)])
     seconds = time.perf_counter() - t0
-    with torch.no_grad():
-        moved = torch.cat([model(cloaked[i : i + 32]) for i in range(0, len(train), 32)])
-    own = F.cosine_similarity(moved, centroids[train.labels]).mean().item()
-    to_target = F.cosine_similarity(moved, targets).mean().item()
+    moved = [embed(m, cloaked) for m in models]  # the first extractor's cosines are reported
+    own = F.cosine_similarity(moved[0], cents[0][train.labels]).mean().item()
+    to_target = F.cosine_similarity(moved[0], targets[0]).mean().item()
     mse = ((cloaked - train.images) ** 2).flatten(1).mean(1)
     rows = {}
     for name in ("facenet-linear", "facenet-knn", "dlib-linear", "dlib-knn"):
         rows[name] = {"clean": create_attacker(name).run(train, test)["final_acc"],
                       "cloaked": create_attacker(name).run(train.with_images(cloaked), test)["final_acc"]}
-    payload = {"people": args.people, "eps_255": args.eps, "steps": args.steps, "diverse": args.diverse, "pgd_seconds": round(seconds, 1),
+    payload = {"extractors": names, "people": args.people, "eps_255": args.eps, "steps": args.steps,
+               "diverse": args.diverse, "pgd_seconds": round(seconds, 1),
                "seconds_per_image": round(seconds / len(train), 2),
                "psnr_db": round((10 * torch.log10(1 / mse)).mean().item(), 2),
                "cos_to_own_centroid": round(own, 3), "cos_to_target_centroid": round(to_target, 3), "attackers": rows}
-    md = [f"## Feature-space pilot: FaceNet-targeted PGD on ORL ({args.people} people, 112 px, L-inf {args.eps:g}/255, "
+    md = [f"## Feature-space pilot: {'+'.join(names)}-targeted PGD on ORL ({args.people} people, 112 px, L-inf {args.eps:g}/255, "
           f"{args.steps} steps{', input diversity' if args.diverse else ''})", "",
-          "`python benchmarks/feature_transfer_pilot.py --people {0} --steps {1} --eps {2:g}{3} --name {4}` on a "
+          "`python benchmarks/feature_transfer_pilot.py --people {0} --steps {1} --eps {2:g}{3} --name {4}{5}` on a "
           "2-core CPU (per-image PGD, not a generator: the best case a generator with this objective could "
-          "reach).".format(args.people, args.steps, args.eps, " --diverse" if args.diverse else "", args.name), "",
-          f"PSNR {payload['psnr_db']} dB; after PGD, cosine to the person's own clean centroid {own:.3f}, to the "
+          "reach).".format(args.people, args.steps, args.eps, " --diverse" if args.diverse else "", args.name,
+              "" if names == ["facenet-torch"] else f" --extractors {args.extractors}"), "",
+          f"PSNR {payload['psnr_db']} dB; after PGD, {names[0]} cosine to the person's own clean centroid {own:.3f}, to the "
           f"target person's {to_target:.3f}; {payload['seconds_per_image']} s per image.", "",
           "| attacker (fitted on the training photos, scored on clean test photos) | clean training photos | "
-          "FaceNet-targeted photos |", "|---|---|---|"]
+          "targeted photos |", "|---|---|---|"]
     for name, r in rows.items():
-        box = "white-box" if name.startswith("facenet") else "black-box transfer"
+        box = "white-box" if name.startswith("facenet") and "facenet-torch" in names else "black-box transfer"
         md.append(f"| {name} ({box}) | {100 * r['clean']:.1f} % | {100 * r['cloaked']:.1f} % |")
     write_results(args.name, payload, "\n".join(md) + "\n")
 

@@ -46,6 +46,17 @@ def facenet_torch(device: str | torch.device = "cpu") -> nn.Module:
     return load_facenet_torch(device)
 
 
+@DIFFERENTIABLE.register("celeba-cosface", dim=128)
+def celeba_cosface(device: str | torch.device = "cpu") -> nn.Module:
+    """ResNet18 + CosFace trained here on the CelebA234 train people (:mod:`segue.face_embedding`)."""
+    from segue.face_embedding import celeba_cosface_path, load_embedder
+
+    path = celeba_cosface_path()
+    if not path.exists():
+        raise FileNotFoundError(f"no CelebA234 surrogate at {path}: train it with python benchmarks/train_face_embedding.py")
+    return load_embedder(path, device)
+
+
 def decoy_targets(num_labels: int, dim: int, decoys: torch.Tensor | None = None, seed: int = 0) -> torch.Tensor:
     """One unit-length target embedding per side label, ``(num_labels, dim)``.
 

@@ -185,12 +185,8 @@ def celeba234_people(split: str, root: str | Path | None = None) -> list[str]:
     return sorted((people[i] for i in order[lo:hi]), key=natural_key)
 
 
-def load_celeba234(split: str = "test", size: int = 112, test_per_class: int = 5,
-                   num_classes: int | None = None) -> tuple[FaceSet, FaceSet]:
-    """The people of one CelebA234 split, each cut into training photos and ``test_per_class`` test photos.
-
-    Labels are 0..K-1 in the split's order (so a generator's side codes for them are arbitrary).
-    """
+def celeba234_photos(split: str, size: int = 112, num_classes: int | None = None) -> FaceSet:
+    """Every photo of one CelebA234 split's people (the first ``num_classes`` of them), labels 0..K-1."""
     root = shared_root("CelebA234", "SEGUE_CELEBA234")
     people = celeba234_people(split, root)[:num_classes]
     images, labels, paths = [], [], []
@@ -199,9 +195,18 @@ def load_celeba234(split: str = "test", size: int = 112, test_per_class: int = 5
         images += [read_rgb(p, size) for p in files]
         labels += [idx] * len(files)
         paths += files
-    data = FaceSet(torch.stack(images), torch.tensor(labels), people, paths)
+    return FaceSet(torch.stack(images), torch.tensor(labels), people, paths)
+
+
+def load_celeba234(split: str = "test", size: int = 112, test_per_class: int = 5,
+                   num_classes: int | None = None) -> tuple[FaceSet, FaceSet]:
+    """The people of one CelebA234 split, each cut into training photos and ``test_per_class`` test photos.
+
+    Labels are 0..K-1 in the split's order (so a generator's side codes for them are arbitrary).
+    """
+    data = celeba234_photos(split, size, num_classes)
     train_idx, test_idx = [], []
-    for c in range(len(people)):
+    for c in range(len(data.classes)):
         idx = (data.labels == c).nonzero().flatten().tolist()
         train_idx += idx[:-test_per_class]
         test_idx += idx[-test_per_class:]

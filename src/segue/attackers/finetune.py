@@ -14,35 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from segue.attackers.base import Attacker
+from segue.face_embedding import CosineHead
 from segue.runtime import seed_everything
 from segue.victim import summarise, scores_on_test
-
-
-class CosineHead(nn.Module):
-    """A cosine-softmax classifier on L2-normalised embeddings (``scale * cos(w_c, e)``).
-
-    Args:
-        dim: embedding size (512 for FaceNet).
-        num_classes: people.
-        scale: logit scale (16).
-
-    Shape:
-        ``(N, dim)`` -> logits ``(N, num_classes)`` in ``[-scale, scale]``.
-
-    Examples:
-        >>> import torch
-        >>> logits = CosineHead(4, 3)(torch.randn(2, 4))
-        >>> logits.shape, bool(logits.abs().max() <= 16)
-        (torch.Size([2, 3]), True)
-    """
-
-    def __init__(self, dim: int, num_classes: int, scale: float = 16.0):
-        super().__init__()
-        self.weight = nn.Parameter(torch.randn(num_classes, dim) * 0.01)
-        self.scale = scale
-
-    def forward(self, emb: torch.Tensor) -> torch.Tensor:
-        return self.scale * F.normalize(emb, dim=1) @ F.normalize(self.weight, dim=1).T
 
 
 class FineTune(Attacker):
