@@ -33,6 +33,7 @@ from torch import nn
 from segue.data import FaceSet
 from segue.models import create_model
 from segue.runtime import seed_everything
+from segue.victim import train_epoch
 
 
 class CosineHead(nn.Module):
@@ -180,23 +181,9 @@ def train_embedding(photos: FaceSet, cfg: EmbeddingConfig = EmbeddingConfig(),
     history, best, best_state, t_start = [], -1.0, None, time.perf_counter()
     for epoch in range(cfg.epochs):
         t0 = time.perf_counter()
-        model.train()
-        loss_sum = correct = 0.0
-        order = torch.randperm(len(photos), generator=rng)
-        for s in range(0, len(order), cfg.batch_size):
-            idx = order[s : s + cfg.batch_size]
-            if len(idx) < 2:  # BatchNorm needs two samples
-                continue
-            x, y = augment(photos.images[idx].to(device)), photos.labels[idx].to(device)
-            logits = head(model(x), y)
-            loss = F.cross_entropy(logits, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            loss_sum += loss.item() * len(idx)
-            correct += (logits.argmax(1) == y).sum().item()
-        row = {"epoch": epoch + 1, "loss": round(loss_sum / len(photos), 4), "train_acc": round(correct / len(photos), 4)}
+        loss, acc = train_epoch(model, opt, photos, cfg.batch_size, rng, device, sched=sched,
+                                logits_fn=lambda x, y: head(model(augment(x)), y), min_batch=2)
+        row = {"epoch": epoch + 1, "loss": round(loss, 4), "train_acc": round(acc, 4)}
         if val is not None:
             gallery, probe = val
             row["val_1nn"] = round(nearest_neighbour_accuracy(embed(model, gallery.images, device), gallery.labels,

@@ -80,6 +80,49 @@ def summarise(history: list[dict], num_classes: int) -> dict:
             "chance": round(1 / num_classes, 4), "history": history}
 
 
+def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, train: FaceSet, batch_size: int, rng: torch.Generator,
+                device: torch.device | str, sched=None, batch_transforms: list[Callable] | None = None,
+                transform_rng: torch.Generator | None = None,
+                logits_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+                min_batch: int = 1) -> tuple[float, float]:
+    """One pass over ``train`` in a seeded order (every supervised loop here: victims, fine-tuning, embeddings).
+
+    Without ``batch_transforms`` the loss is the cross-entropy with the hard labels; with them
+    (``(model, x, y_soft, gen) -> (x, y_soft)``, see :func:`train_victim`) the cross-entropy with
+    their soft targets. ``logits_fn(x, y)`` replaces ``model(x)`` where the logits need the
+    labels (a margin head). A last batch smaller than ``min_batch`` is skipped (2 for a network
+    whose BatchNorm sees one vector per photo).
+    Returns (mean loss, training accuracy).
+    """
+    model.train()
+    num_classes = len(train.classes)
+    order = torch.randperm(len(train), generator=rng)
+    loss_sum = correct = 0.0
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        if len(idx) < min_batch:
+            continue
+        x, y = train.images[idx].to(device), train.labels[idx].to(device)
+        if batch_transforms:
+            target = F.one_hot(y, num_classes).float()
+            for transform in batch_transforms:
+                x, target = transform(model, x, target, transform_rng)
+            y = target.argmax(1)  # the dominant label, for the train accuracy
+            logits = logits_fn(x, y) if logits_fn else model(x)
+            loss = -(target * F.log_softmax(logits, 1)).sum(1).mean()
+        else:
+            logits = logits_fn(x, y) if logits_fn else model(x)
+            loss = F.cross_entropy(logits, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if sched is not None:
+            sched.step()
+        loss_sum += loss.item() * len(idx)
+        correct += (logits.argmax(1) == y).sum().item()
+    return loss_sum / len(train), correct / len(train)
+
+
 def train_victim(
     train: FaceSet,
     test: FaceSet,
@@ -107,32 +150,12 @@ def train_victim(
     history = []
     for epoch in range(cfg.epochs):
         t0 = time.perf_counter()
-        model.train()
-        order = torch.randperm(len(train), generator=rng)
-        loss_sum = correct = 0.0
-        for start in range(0, len(order), cfg.batch_size):
-            idx = order[start : start + cfg.batch_size]
-            x, y = train.images[idx].to(device), train.labels[idx].to(device)
-            if batch_transforms:
-                target = F.one_hot(y, num_classes).float()
-                for transform in batch_transforms:
-                    x, target = transform(model, x, target, transform_rng)
-                y = target.argmax(1)  # the dominant label, for the train accuracy
-                logits = model(x)
-                loss = -(target * F.log_softmax(logits, 1)).sum(1).mean()
-            else:
-                logits = model(x)
-                loss = F.cross_entropy(logits, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            loss_sum += loss.item() * len(idx)
-            correct += (logits.argmax(1) == y).sum().item()
+        train_loss, train_acc = train_epoch(model, opt, train, cfg.batch_size, rng, device, sched=sched,
+                                            batch_transforms=batch_transforms, transform_rng=transform_rng)
         row = {
             "epoch": epoch + 1,
-            "train_loss": round(loss_sum / len(train), 4),
-            "train_acc": round(correct / len(train), 4),
+            "train_loss": round(train_loss, 4),
+            "train_acc": round(train_acc, 4),
             **scores_on_test(predict(model, test, device), test, groups),
             "seconds": round(time.perf_counter() - t0, 2),
         }

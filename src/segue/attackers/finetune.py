@@ -10,13 +10,12 @@ from __future__ import annotations
 import time
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from segue.attackers.base import Attacker
 from segue.face_embedding import CosineHead
 from segue.runtime import seed_everything
-from segue.victim import summarise, scores_on_test
+from segue.victim import scores_on_test, summarise, train_epoch
 
 
 class FineTune(Attacker):
@@ -68,24 +67,9 @@ class FineTune(Attacker):
         history = []
         for epoch in range(self.epochs):
             t0 = time.perf_counter()
-            model.train()
-            correct = loss_sum = 0.0
-            order = torch.randperm(len(train), generator=rng)
-            for start in range(0, len(order), self.batch_size):
-                idx = order[start : start + self.batch_size]
-                x, y = train.images[idx].to(self.device), train.labels[idx].to(self.device)
-                target = F.one_hot(y, len(train.classes)).float()
-                for transform in batch_transforms or []:
-                    x, target = transform(model, x, target, gen)
-                logits = model(x)
-                loss = -(target * F.log_softmax(logits, 1)).sum(1).mean()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                loss_sum += loss.item() * len(idx)
-                correct += (logits.argmax(1) == target.argmax(1)).sum().item()
-            row = {"epoch": epoch + 1, "train_loss": round(loss_sum / len(train), 4),
-                   "train_acc": round(correct / len(train), 4),
+            train_loss, train_acc = train_epoch(model, opt, train, self.batch_size, rng, self.device,
+                                                batch_transforms=batch_transforms, transform_rng=gen)
+            row = {"epoch": epoch + 1, "train_loss": round(train_loss, 4), "train_acc": round(train_acc, 4),
                    **scores_on_test(self.predict(model, test.images), test, groups),
                    "seconds": round(time.perf_counter() - t0, 2)}
             history.append(row)
