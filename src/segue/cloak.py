@@ -12,8 +12,8 @@ targeted cloak of Fawkes, Shan et al. 2020, made by the generator in one forward
 dlib's network is the black-box attacker of the benchmarks and must never be an extractor here,
 so its numbers measure transfer.
 
-Status: the objective and its tests. No generator trained with it has been measured yet
-(training with FaceNet in the loop is slow on a 2-core CPU), so nothing shipped uses it.
+Status: the objective, its tests and pilots only (benchmarks/results/cloak_pilot*.md,
+docs/attacks.md): no generator trained with it has moved dlib yet, so nothing shipped uses it.
 
 Example (the shipped FaceNet port as the one extractor)::
 
