@@ -38,6 +38,7 @@ from segue.cloak import DIFFERENTIABLE, CloakConfig, CloakTrainer
 from segue.checkpoint import load_generator, save_generator
 from segue.data import FaceSet, celeba234_photos, load_celeba234, load_orl
 from segue.distortion import DistortionConfig
+from segue.face_embedding import embed
 from segue.generator import GeneratorConfig
 from segue.quality import set_quality
 from segue.training import train_generator
@@ -45,9 +46,7 @@ from segue.training import train_generator
 
 def centroids(faces: FaceSet, extractor: str, device: torch.device) -> torch.Tensor:
     """Each person's centroid of ``faces`` under one differentiable extractor, L2-normalised: the decoys."""
-    model = DIFFERENTIABLE.create(extractor, device)
-    with torch.no_grad():
-        emb = torch.cat([model(faces.images[i : i + 32].to(device)).cpu() for i in range(0, len(faces), 32)])
+    emb = embed(DIFFERENTIABLE.create(extractor, device), faces.images, device)
     return F.normalize(torch.stack([emb[faces.labels == c].mean(0) for c in faces.labels.unique()]), dim=1)
 
 

@@ -23,6 +23,7 @@ import torch
 from _common import write_results
 from segue.data import celeba234_photos, load_celeba234
 from segue.extractors import create_extractor
+from segue.runtime import device_name
 from segue.face_embedding import (EmbeddingConfig, celeba_cosface_path, nearest_neighbour_accuracy, save_embedder,
                                   train_embedding)
 
@@ -57,7 +58,7 @@ def main() -> None:
         + ([f"--max-seconds {args.max_seconds:g}"] if args.max_seconds else []) \
         + ([f"--size {args.size}"] if args.size != 112 else []) + [f"--name {args.name}"]
     command = "python benchmarks/train_face_embedding.py " + " ".join(flags)
-    hardware = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"a {torch.get_num_threads()}-thread CPU"
+    hardware = device_name(torch.device(args.device))
     best = max(history, key=lambda r: r["val_1nn"])
     out = args.out or celeba_cosface_path()
     save_embedder(model, out, {"command": command, "config": asdict(cfg), "history": history, "hardware": hardware,
