@@ -2,6 +2,10 @@
 
     python benchmarks/feature_transfer_pilot.py [--people 20] [--steps 10] [--eps 8]
     python benchmarks/feature_transfer_pilot.py --extractors facenet-torch,celeba-cosface --diverse   # an ensemble
+    python benchmarks/feature_transfer_pilot.py --first 20 ...    # confirm a choice on people 20-39
+
+The attack is :class:`segue.methods.feature_cloak.FeatureCloak` (momentum, input diversity, TI,
+a PSNR floor). Settings are chosen on ORL people 0-19 and confirmed on people 20-39.
 
 Before training a generator with a feature-space term (push each protected photo's embedding
 toward a target fixed per person), measure the best case such a generator could reach: a
@@ -16,6 +20,7 @@ trained on. Writes benchmarks/results/feature_transfer_pilot.{json,md}.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import torch
@@ -23,37 +28,17 @@ import torch.nn.functional as F
 
 from _common import write_results
 from segue.attackers import create_attacker
-from segue.data import load_orl
-from segue.cloak import DIFFERENTIABLE
+from segue.data import FaceSet, load_orl
 from segue.face_embedding import embed
+from segue.methods import create_method
+from segue.quality import set_quality
 
 
-def diversify(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Input diversity (Xie et al. 2019): a random down-and-up resize and a random blur, per call."""
-    import kornia.filters
-
-    size = x.shape[-1]
-    small = int(size * (0.6 + 0.4 * float(torch.rand(1, generator=gen))))
-    x = F.interpolate(F.interpolate(x, size=small, mode="bilinear", antialias=True), size=size, mode="bilinear")
-    sigma = 0.1 + float(torch.rand(1, generator=gen))
-    return kornia.filters.gaussian_blur2d(x, (5, 5), (sigma, sigma))
-
-
-def targeted_pgd(models: list, x: torch.Tensor, targets: list[torch.Tensor], eps: float, steps: int,
-                 diverse: bool = False) -> torch.Tensor:
-    """``x + delta`` (8-bit), ``|delta| <= eps``, maximising the summed cosine(model(x + delta), target) over the ensemble."""
-    delta = torch.zeros_like(x, requires_grad=True)
-    step = 2.5 * eps / steps
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(steps):
-        inp = diversify(x + delta, gen) if diverse else x + delta
-        loss = -sum(F.cosine_similarity(m(inp), t).sum() for m, t in zip(models, targets))
-        (grad,) = torch.autograd.grad(loss, delta)
-        with torch.no_grad():
-            delta -= step * grad.sign()
-            delta.clamp_(-eps, eps)
-            delta.copy_((x + delta).clamp(0, 1) - x)
-    return ((x + delta.detach()).clamp(0, 1) * 255).round() / 255
+def people(data: FaceSet, first: int, count: int) -> FaceSet:
+    """Identities ``first .. first+count-1`` of ``data``, relabelled from 0."""
+    keep = ((data.labels >= first) & (data.labels < first + count)).nonzero().flatten()
+    out = data.subset(keep)
+    return FaceSet(out.images, out.labels - first, data.classes[first : first + count], out.paths)
 
 
 def main() -> None:
@@ -61,44 +46,46 @@ def main() -> None:
     ap.add_argument("--people", type=int, default=20)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--eps", type=float, default=8)
-    ap.add_argument("--diverse", action="store_true", help="input diversity (random resize + blur) in every step")
+    ap.add_argument("--first", type=int, default=0, help="first ORL person (0: choose on 0-19; 20: confirm on 20-39)")
+    ap.add_argument("--diverse", action="store_true", help="input diversity (resize, blur, flip, JPEG) in every step")
+    ap.add_argument("--momentum", type=float, default=0.0, help="MI-FGSM decay (0: off)")
+    ap.add_argument("--ti-sigma", type=float, default=0.0, help="TI gradient smoothing, pixels (0: off)")
+    ap.add_argument("--away", type=float, default=0.0, help="weight of 'away from the own clean embedding'")
+    ap.add_argument("--psnr-floor", type=float, default=0.0, help="dB, projected in every step (0: L-inf only)")
     ap.add_argument("--extractors", default="facenet-torch",
                     help="comma-separated segue.cloak.DIFFERENTIABLE names: the surrogate ensemble (never dlib)")
     ap.add_argument("--name", default="feature_transfer_pilot")
     args = ap.parse_args()
-    train, test = load_orl(size=112, train_per_class=8, num_classes=args.people)
+    train, test = (people(d, args.first, args.people) for d in load_orl(size=112, train_per_class=8))
     names = args.extractors.split(",")
-    if any(n.startswith("dlib") for n in names):
-        raise SystemExit("dlib is the black-box attacker: never a surrogate")
-    models = [DIFFERENTIABLE.create(n, "cpu") for n in names]
-    embs = [embed(m, train.images) for m in models]
-    cents = [F.normalize(torch.stack([e[train.labels == c].mean(0) for c in range(args.people)]), dim=1) for e in embs]
-    targets = [c[(train.labels + 1) % args.people] for c in cents]
+    method = create_method("feature-cloak", eps=args.eps / 255, extractors=names, steps=args.steps,
+                           momentum=args.momentum, ti_sigma=args.ti_sigma, diverse=args.diverse, away=args.away,
+                           psnr_floor=args.psnr_floor).fit(train, train.labels)
     t0 = time.perf_counter()
-    cloaked = torch.cat([targeted_pgd(models, train.images[i : i + 16], [t[i : i + 16] for t in targets],
-                                      args.eps / 255, args.steps, args.diverse)
-                         for i in range(0, len(train), 16)])
+    cloaked = method.perturb(train.images, train.labels)
     seconds = time.perf_counter() - t0
-    moved = [embed(m, cloaked) for m in models]  # the first extractor's cosines are reported
-    own = F.cosine_similarity(moved[0], cents[0][train.labels]).mean().item()
-    to_target = F.cosine_similarity(moved[0], targets[0]).mean().item()
-    mse = ((cloaked - train.images) ** 2).flatten(1).mean(1)
+    moved, clean = embed(method.models[0], cloaked), embed(method.models[0], train.images)  # the first extractor's
+    cents = F.normalize(torch.stack([clean[train.labels == c].mean(0) for c in range(args.people)]), dim=1)
+    own = F.cosine_similarity(moved, cents[train.labels]).mean().item()
+    to_target = F.cosine_similarity(moved, method.decoys[0][train.labels]).mean().item()
+    psnr = 10 * torch.log10(1 / ((cloaked - train.images) ** 2).flatten(1).mean(1))
+    quality = set_quality(train.images, cloaked)
     rows = {}
     for name in ("facenet-linear", "facenet-knn", "dlib-linear", "dlib-knn"):
         rows[name] = {"clean": create_attacker(name).run(train, test)["final_acc"],
                       "cloaked": create_attacker(name).run(train.with_images(cloaked), test)["final_acc"]}
-    payload = {"extractors": names, "people": args.people, "eps_255": args.eps, "steps": args.steps,
-               "diverse": args.diverse, "pgd_seconds": round(seconds, 1),
+    payload = {"method": method.config(), "first_person": args.first, "people": args.people, "eps_255": args.eps,
+               "pgd_seconds": round(seconds, 1), "psnr_min_db": round(psnr.min().item(), 2),
                "seconds_per_image": round(seconds / len(train), 2),
-               "psnr_db": round((10 * torch.log10(1 / mse)).mean().item(), 2),
+               "psnr_db": round(psnr.mean().item(), 2), "quality": quality,
                "cos_to_own_centroid": round(own, 3), "cos_to_target_centroid": round(to_target, 3), "attackers": rows}
-    md = [f"## Feature-space pilot: {'+'.join(names)}-targeted PGD on ORL ({args.people} people, 112 px, L-inf {args.eps:g}/255, "
-          f"{args.steps} steps{', input diversity' if args.diverse else ''})", "",
-          "`python benchmarks/feature_transfer_pilot.py --people {0} --steps {1} --eps {2:g}{3} --name {4}{5}` on a "
-          "2-core CPU (per-image PGD, not a generator: the best case a generator with this objective could "
-          "reach).".format(args.people, args.steps, args.eps, " --diverse" if args.diverse else "", args.name,
-              "" if names == ["facenet-torch"] else f" --extractors {args.extractors}"), "",
-          f"PSNR {payload['psnr_db']} dB; after PGD, {names[0]} cosine to the person's own clean centroid {own:.3f}, to the "
+    md = [f"## Feature-space pilot: {'+'.join(names)}-targeted PGD on ORL people {args.first}-{args.first + args.people - 1} "
+          f"(112 px, L-inf {args.eps:g}/255, {args.steps} steps)", "",
+          f"`python benchmarks/feature_transfer_pilot.py {' '.join(sys.argv[1:])}` on a 2-core CPU (per-image PGD, "
+          "not a generator: the best case a generator with this objective could reach).", "",
+          f"Settings: `{method.config()}`.", "",
+          f"PSNR {payload['psnr_db']} dB (min {payload['psnr_min_db']}), SSIM {quality['ssim_mean']}; "
+          f"after PGD, {names[0]} cosine to the person's own clean centroid {own:.3f}, to the "
           f"target person's {to_target:.3f}; {payload['seconds_per_image']} s per image.", "",
           "| attacker (fitted on the training photos, scored on clean test photos) | clean training photos | "
           "targeted photos |", "|---|---|---|"]

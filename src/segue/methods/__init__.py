@@ -6,7 +6,8 @@
 
 Registered: ``none`` (clean), ``random`` (uniform noise), ``em`` (error-minimizing,
 ``mode="samplewise"|"classwise"``), ``lsp`` (linearly separable patches), ``segue`` (a trained
-generator). See :class:`segue.methods.base.NoiseMethod` for the contract.
+generator), ``feature-cloak`` (per-image PGD against pretrained face embeddings, Fawkes-style).
+See :class:`segue.methods.base.NoiseMethod` for the contract.
 
 For example, uniform noise stays within its budget::
 
@@ -44,11 +45,12 @@ def create_method(name: str, **kwargs) -> NoiseMethod:
 
 def _register_builtins() -> None:
     from segue.methods.em import ErrorMinimizing
+    from segue.methods.feature_cloak import FeatureCloak
     from segue.methods.lsp import LinearSeparablePatches
     from segue.methods.random_noise import RandomNoise
     from segue.methods.segue_method import SegueMethod
 
-    for cls in (NoProtection, RandomNoise, ErrorMinimizing, LinearSeparablePatches, SegueMethod):
+    for cls in (NoProtection, RandomNoise, ErrorMinimizing, LinearSeparablePatches, SegueMethod, FeatureCloak):
         register_method(cls.name)(cls)
 
 

@@ -1,0 +1,164 @@
+"""Per-image feature-space cloak: PGD that moves each photo's face embedding toward a decoy person.
+
+The slow, strong reference for the generator's feature term (:mod:`segue.cloak`): what a
+one-pass generator with that objective could reach at best. Fawkes (Shan et al., USENIX Security
+2020) and LowKey (Cherepanova et al., ICLR 2021) are of this kind; the transfer tricks are the
+standard ones for black-box adversarial examples: momentum (MI-FGSM, Dong et al. 2018), input
+diversity (DI, Xie et al. 2019; here the distortion layer's resize, blur, flip and JPEG) and
+translation-invariant gradients (TI, Dong et al. 2019: the gradient smoothed by a Gaussian).
+"""
+
+from __future__ import annotations
+
+import math
+
+import kornia.filters
+import torch
+import torch.nn.functional as F
+
+from segue.data import FaceSet
+from segue.distortion import DistortionConfig, DistortionLayer
+from segue.methods.base import NoiseMethod, quantise
+
+#: Input diversity: what a platform does to an upload, each at random, in every PGD step.
+DIVERSITY = DistortionConfig(pgd_steps=0, blur_kernel=0, sharpness=1.0, hflip_p=0.5, vflip_p=0.0,
+                             strong_blur_p=0.5, strong_blur_sigma=(0.1, 1.1), rescale_p=0.5, rescale_min=0.6,
+                             jpeg_p=0.5, jpeg_quality=(50.0, 95.0))
+
+
+def psnr_radius(psnr_db: float) -> float:
+    """The largest per-image RMS of ``delta`` (in [0,1] units) that keeps PSNR >= ``psnr_db``."""
+    return 10 ** (-psnr_db / 20)
+
+
+class FeatureCloak(NoiseMethod):
+    """Targeted PGD on an ensemble of differentiable face extractors, one decoy per side label.
+
+    ``fit`` embeds the clean training photos and gives label ``l`` the clean centroid of label
+    ``(l + 1) % L`` as its decoy (so every person needs a second one in the set: the pilot
+    setting); ``perturb`` maximises ``cos(e(x'), decoy) - away * cos(e(x'), e(x))`` summed over
+    the extractors. dlib is the black-box attacker of the benchmarks: never an extractor.
+
+    Args:
+        eps: L-inf budget (16/255).
+        seed, device: as :class:`NoiseMethod` (the seed fixes the input diversity draws).
+        extractors: :data:`segue.cloak.DIFFERENTIABLE` names (``("facenet-torch",)``) or frozen
+            modules mapping ``(N,3,H,W)`` in [0,1] to L2-normalised ``(N,D)`` embeddings.
+        steps: PGD steps (20); the step size is ``2.5 * eps / steps``.
+        momentum: MI-FGSM decay (0: plain sign-PGD).
+        ti_sigma: std (pixels) of TI's gradient smoothing (0: off).
+        diverse: input diversity (:data:`DIVERSITY`) in every step.
+        away: weight of "away from the photo's own clean embedding" (0).
+        psnr_floor: dB; each step projects ``delta`` onto the L2 ball that keeps it (0: L-inf only).
+        batch: photos per PGD batch (16).
+
+    Shape:
+        ``perturb(images (N,3,H,W) in [0,1], side_labels (N,))`` -> ``(N,3,H,W)``, 8-bit,
+        ``|out - images| <= eps``.
+
+    Examples:
+        >>> method = FeatureCloak(eps=16 / 255, extractors=["facenet-torch"], momentum=1.0, ti_sigma=1.5)
+        >>> method.config()["ti_sigma"]
+        1.5
+    """
+
+    name = "feature-cloak"
+
+    def __init__(self, eps: float = 16 / 255, seed: int = 0, device: str | torch.device = "cpu",
+                 extractors: tuple | list = ("facenet-torch",), steps: int = 20, momentum: float = 0.0,
+                 ti_sigma: float = 0.0, diverse: bool = True, away: float = 0.0, psnr_floor: float = 0.0,
+                 batch: int = 16):
+        super().__init__(eps, seed, device)
+        if any(isinstance(n, str) and n.startswith("dlib") for n in extractors):
+            raise ValueError("dlib is the black-box attacker: never a surrogate")
+        self.extractors = list(extractors)
+        self.extractor_names = [n if isinstance(n, str) else type(n).__name__ for n in extractors]
+        self.steps, self.momentum, self.ti_sigma = int(steps), float(momentum), float(ti_sigma)
+        self.diverse, self.away, self.psnr_floor, self.batch = bool(diverse), float(away), float(psnr_floor), int(batch)
+        self.models: list = []
+        self.decoys: list[torch.Tensor] = []
+        self.diversity = DistortionLayer.from_config(DIVERSITY)
+
+    def config(self) -> dict:
+        return {**super().config(), "extractors": self.extractor_names, "steps": self.steps, "momentum": self.momentum,
+                "ti_sigma": self.ti_sigma, "diverse": self.diverse, "away": self.away, "psnr_floor": self.psnr_floor}
+
+    def fit(self, train: FaceSet, side_labels: torch.Tensor) -> "FeatureCloak":
+        from segue.cloak import DIFFERENTIABLE
+        from segue.face_embedding import embed
+
+        labels = torch.as_tensor(side_labels)
+        num = int(labels.max()) + 1
+        if num < 2:
+            raise ValueError("feature-cloak draws each person's decoy from another person in the set: needs two or more")
+        self.models = [DIFFERENTIABLE.create(n, self.device) if isinstance(n, str) else n for n in self.extractors]
+        self.decoys = []
+        for model in self.models:
+            e = embed(model, train.images, device=self.device)
+            cents = F.normalize(torch.stack([e[labels == c].mean(0) for c in range(num)]), dim=1)
+            self.decoys.append(cents[(torch.arange(num) + 1) % num])
+        return self
+
+    def objective(self, x: torch.Tensor, clean: list[torch.Tensor], targets: list[torch.Tensor]) -> torch.Tensor:
+        """Summed over the batch and the extractors: higher is a better cloak."""
+        total = x.new_zeros(())
+        for model, e_clean, t in zip(self.models, clean, targets):
+            e = model(x)
+            total = total + F.cosine_similarity(e, t).sum() - self.away * F.cosine_similarity(e, e_clean).sum()
+        return total
+
+    def smooth(self, grad: torch.Tensor) -> torch.Tensor:
+        if self.ti_sigma <= 0:
+            return grad
+        k = 2 * math.ceil(2 * self.ti_sigma) + 1
+        return kornia.filters.gaussian_blur2d(grad, (k, k), (self.ti_sigma, self.ti_sigma))
+
+    def attack(self, x: torch.Tensor, targets: list[torch.Tensor]) -> torch.Tensor:
+        """``delta`` for one batch: MI-FGSM with DI and TI, projected on the L-inf (and PSNR) budget."""
+        with torch.no_grad():
+            clean = [m(x) for m in self.models]
+        delta = torch.zeros_like(x, requires_grad=True)
+        g = torch.zeros_like(x)
+        step, radius = 2.5 * self.eps / self.steps, psnr_radius(self.psnr_floor) if self.psnr_floor > 0 else None
+        for _ in range(self.steps):
+            inp = x + delta
+            inp = self.diversity(inp) if self.diverse else inp
+            (grad,) = torch.autograd.grad(self.objective(inp, clean, targets), delta)
+            grad = self.smooth(grad)
+            g = self.momentum * g + grad / grad.abs().mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
+            with torch.no_grad():
+                delta += step * g.sign()
+                delta.clamp_(-self.eps, self.eps)
+                if radius is not None:
+                    rms = delta.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt()
+                    delta *= (radius / rms.clamp_min(1e-12)).clamp(max=1.0)
+                delta.copy_((x + delta).clamp(0, 1) - x)
+        return delta.detach()
+
+    def perturb(self, images: torch.Tensor, side_labels: torch.Tensor) -> torch.Tensor:
+        if not self.models:
+            raise RuntimeError("call fit first: the decoys come from the clean training photos")
+        labels = torch.as_tensor(side_labels)
+        out = []
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            for i in range(0, len(images), self.batch):
+                x = images[i : i + self.batch].to(self.device)
+                y = labels[i : i + self.batch].to(self.device)
+                delta = self.attack(x, [d.to(self.device)[y] for d in self.decoys])
+                out.append(self.round_to_budget(x, delta).cpu())
+        return torch.cat(out)
+
+    def round_to_budget(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """8-bit ``x + delta``; where rounding pushed an image below the PSNR floor, ``delta`` shrinks until it is not."""
+        out = quantise(x, delta, self.eps)
+        if self.psnr_floor <= 0:
+            return out
+        radius = psnr_radius(self.psnr_floor)
+        for _ in range(20):
+            over = (out - x).pow(2).mean(dim=(1, 2, 3)).sqrt() > radius
+            if not over.any():
+                break
+            delta = torch.where(over[:, None, None, None], 0.97 * delta, delta)
+            out = quantise(x, delta, self.eps)
+        return out

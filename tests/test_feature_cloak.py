@@ -1,0 +1,64 @@
+"""The per-image feature cloak: budget, PSNR floor, and that it moves embeddings toward the decoys."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from segue.data import FaceSet
+from segue.methods import create_method
+
+
+class ToyExtractor(nn.Module):
+    """A fixed random conv embedding: differentiable, frozen, L2-normalised like the real ones."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Conv2d(3, 8, 5, stride=2, bias=False), nn.Tanh(), nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(128, 16, bias=False))
+        self.requires_grad_(False)
+
+    def forward(self, x):
+        return F.normalize(self.net(x - 0.5), dim=1)  # centred: random photos do not all embed alike
+
+
+def faces(people: int = 3, per: int = 4) -> FaceSet:
+    gen = torch.Generator().manual_seed(1)
+    images = torch.randint(0, 256, (people * per, 3, 32, 32), generator=gen) / 255
+    return FaceSet(images, torch.arange(people).repeat_interleave(per), [f"p{i}" for i in range(people)])
+
+
+@pytest.mark.parametrize("psnr_floor", [0.0, 30.0])
+def test_budget_and_floor(psnr_floor):
+    data, eps = faces(), 16 / 255
+    method = create_method("feature-cloak", eps=eps, extractors=[ToyExtractor()], steps=5, momentum=1.0, ti_sigma=1.0,
+                           psnr_floor=psnr_floor).fit(data, data.labels)
+    out = method.perturb(data.images, data.labels)
+    assert out.shape == data.images.shape
+    assert (out - data.images).abs().max() <= eps + 1e-6
+    assert torch.equal(out, (out * 255).round() / 255)  # on the 8-bit grid
+    psnr = 10 * torch.log10(1 / (out - data.images).pow(2).flatten(1).mean(1))
+    if psnr_floor:
+        assert psnr.min() >= psnr_floor
+    else:
+        assert psnr.min() < 30  # unconstrained sign-PGD at 16/255 spends more than the floor would allow
+
+
+def test_moves_embeddings_toward_decoys():
+    data = faces()
+    toy = ToyExtractor()
+    method = create_method("feature-cloak", eps=16 / 255, extractors=[toy], steps=10, momentum=1.0,
+                           diverse=False).fit(data, data.labels)
+    out = method.perturb(data.images, data.labels)
+    decoys = method.decoys[0][data.labels]
+    before = F.cosine_similarity(toy(data.images), decoys).mean()
+    after = F.cosine_similarity(toy(out), decoys).mean()
+    assert after > before + 0.05
+
+
+def test_refuses_dlib_and_a_single_person():
+    with pytest.raises(ValueError, match="black-box"):
+        create_method("feature-cloak", extractors=["dlib"])
+    one = faces(people=1)
+    with pytest.raises(ValueError, match="two or more"):
+        create_method("feature-cloak", extractors=[ToyExtractor()]).fit(one, one.labels)
