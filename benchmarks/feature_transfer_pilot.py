@@ -70,6 +70,7 @@ def main() -> None:
     ap.add_argument("--ti-sigma", type=float, default=0.0, help="TI gradient smoothing, pixels (0: off)")
     ap.add_argument("--away", type=float, default=0.0, help="weight of 'away from the own clean embedding'")
     ap.add_argument("--psnr-floor", type=float, default=0.0, help="dB, projected in every step (0: L-inf only)")
+    ap.add_argument("--step-norm", choices=["sign", "l2"], default="sign", help="'l2' steps need --psnr-floor")
     ap.add_argument("--extractors", default="facenet-torch",
                     help="comma-separated segue.cloak.DIFFERENTIABLE names: the surrogate ensemble (never dlib)")
     ap.add_argument("--name", default="feature_transfer_pilot")
@@ -79,7 +80,7 @@ def main() -> None:
     names = args.extractors.split(",")
     method = create_method("feature-cloak", eps=args.eps / 255, extractors=names, steps=args.steps,
                            momentum=args.momentum, ti_sigma=args.ti_sigma, diverse=args.diverse, away=args.away,
-                           psnr_floor=args.psnr_floor).fit(train, train.labels)
+                           psnr_floor=args.psnr_floor, step_norm=args.step_norm).fit(train, train.labels)
     t0 = time.perf_counter()
     cloaked = method.perturb(train.images, train.labels)
     seconds = time.perf_counter() - t0

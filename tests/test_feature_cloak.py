@@ -15,7 +15,8 @@ class ToyExtractor(nn.Module):
     def __init__(self):
         super().__init__()
         torch.manual_seed(0)
-        self.net = nn.Sequential(nn.Conv2d(3, 8, 5, stride=2, bias=False), nn.Tanh(), nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(128, 16, bias=False))
+        self.net = nn.Sequential(nn.Conv2d(3, 8, 5, stride=2, bias=False), nn.Tanh(), nn.AdaptiveAvgPool2d(4),
+                                 nn.Flatten(), nn.Linear(128, 16, bias=False))
         self.requires_grad_(False)
 
     def forward(self, x):
@@ -28,11 +29,11 @@ def faces(people: int = 3, per: int = 4) -> FaceSet:
     return FaceSet(images, torch.arange(people).repeat_interleave(per), [f"p{i}" for i in range(people)])
 
 
-@pytest.mark.parametrize("psnr_floor", [0.0, 30.0])
-def test_budget_and_floor(psnr_floor):
+@pytest.mark.parametrize("psnr_floor,step_norm", [(0.0, "sign"), (30.0, "sign"), (30.0, "l2")])
+def test_budget_and_floor(psnr_floor, step_norm):
     data, eps = faces(), 16 / 255
     method = create_method("feature-cloak", eps=eps, extractors=[ToyExtractor()], steps=5, momentum=1.0, ti_sigma=1.0,
-                           psnr_floor=psnr_floor).fit(data, data.labels)
+                           psnr_floor=psnr_floor, step_norm=step_norm).fit(data, data.labels)
     out = method.perturb(data.images, data.labels)
     assert out.shape == data.images.shape
     assert (out - data.images).abs().max() <= eps + 1e-6
@@ -44,11 +45,12 @@ def test_budget_and_floor(psnr_floor):
         assert psnr.min() < 30  # unconstrained sign-PGD at 16/255 spends more than the floor would allow
 
 
-def test_moves_embeddings_toward_decoys():
+@pytest.mark.parametrize("extra", [{}, {"psnr_floor": 30.0, "step_norm": "l2"}])
+def test_moves_embeddings_toward_decoys(extra):
     data = faces()
     toy = ToyExtractor()
     method = create_method("feature-cloak", eps=16 / 255, extractors=[toy], steps=10, momentum=1.0,
-                           diverse=False).fit(data, data.labels)
+                           diverse=False, **extra).fit(data, data.labels)
     out = method.perturb(data.images, data.labels)
     decoys = method.decoys[0][data.labels]
     before = F.cosine_similarity(toy(data.images), decoys).mean()
@@ -59,6 +61,8 @@ def test_moves_embeddings_toward_decoys():
 def test_refuses_dlib_and_a_single_person():
     with pytest.raises(ValueError, match="black-box"):
         create_method("feature-cloak", extractors=["dlib"])
+    with pytest.raises(ValueError, match="psnr_floor"):
+        create_method("feature-cloak", extractors=[ToyExtractor()], step_norm="l2")
     one = faces(people=1)
     with pytest.raises(ValueError, match="two or more"):
         create_method("feature-cloak", extractors=[ToyExtractor()]).fit(one, one.labels)

@@ -50,6 +50,9 @@ class FeatureCloak(NoiseMethod):
         diverse: input diversity (:data:`DIVERSITY`) in every step.
         away: weight of "away from the photo's own clean embedding" (0).
         psnr_floor: dB; each step projects ``delta`` onto the L2 ball that keeps it (0: L-inf only).
+        step_norm: ``"sign"`` (L-inf steps, ``2.5 * eps / steps``) or ``"l2"`` (steps along the
+            RMS-normalised gradient, ``2.5 * radius / steps``; needs ``psnr_floor``): under a PSNR
+            floor the binding budget is an L2 ball, and sign steps spend it on pixels that matter little.
         batch: photos per PGD batch (16).
 
     Shape:
@@ -67,10 +70,13 @@ class FeatureCloak(NoiseMethod):
     def __init__(self, eps: float = 16 / 255, seed: int = 0, device: str | torch.device = "cpu",
                  extractors: tuple | list = ("facenet-torch",), steps: int = 20, momentum: float = 0.0,
                  ti_sigma: float = 0.0, diverse: bool = True, away: float = 0.0, psnr_floor: float = 0.0,
-                 batch: int = 16):
+                 step_norm: str = "sign", batch: int = 16):
         super().__init__(eps, seed, device)
         if any(isinstance(n, str) and n.startswith("dlib") for n in extractors):
             raise ValueError("dlib is the black-box attacker: never a surrogate")
+        if step_norm not in ("sign", "l2") or (step_norm == "l2" and psnr_floor <= 0):
+            raise ValueError("step_norm is 'sign', or 'l2' with a psnr_floor")
+        self.step_norm = step_norm
         self.extractors = list(extractors)
         self.extractor_names = [n if isinstance(n, str) else type(n).__name__ for n in extractors]
         self.steps, self.momentum, self.ti_sigma = int(steps), float(momentum), float(ti_sigma)
@@ -81,7 +87,8 @@ class FeatureCloak(NoiseMethod):
 
     def config(self) -> dict:
         return {**super().config(), "extractors": self.extractor_names, "steps": self.steps, "momentum": self.momentum,
-                "ti_sigma": self.ti_sigma, "diverse": self.diverse, "away": self.away, "psnr_floor": self.psnr_floor}
+                "ti_sigma": self.ti_sigma, "diverse": self.diverse, "away": self.away, "psnr_floor": self.psnr_floor,
+                "step_norm": self.step_norm}
 
     def fit(self, train: FaceSet, side_labels: torch.Tensor) -> "FeatureCloak":
         from segue.cloak import DIFFERENTIABLE
@@ -119,7 +126,8 @@ class FeatureCloak(NoiseMethod):
             clean = [m(x) for m in self.models]
         delta = torch.zeros_like(x, requires_grad=True)
         g = torch.zeros_like(x)
-        step, radius = 2.5 * self.eps / self.steps, psnr_radius(self.psnr_floor) if self.psnr_floor > 0 else None
+        radius = psnr_radius(self.psnr_floor) if self.psnr_floor > 0 else None
+        step = 2.5 * (radius if self.step_norm == "l2" else self.eps) / self.steps
         for _ in range(self.steps):
             inp = x + delta
             inp = self.diversity(inp) if self.diverse else inp
@@ -127,7 +135,10 @@ class FeatureCloak(NoiseMethod):
             grad = self.smooth(grad)
             g = self.momentum * g + grad / grad.abs().mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
             with torch.no_grad():
-                delta += step * g.sign()
+                if self.step_norm == "l2":
+                    delta += step * g / g.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt().clamp_min(1e-12)
+                else:
+                    delta += step * g.sign()
                 delta.clamp_(-self.eps, self.eps)
                 if radius is not None:
                     rms = delta.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt()
