@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from segue.quality import rms_cap, within_psnr
 from segue.side_info import CODE_BITS, label_to_code
 
 
@@ -283,7 +284,7 @@ class Generator(nn.Module):
     @property
     def _rms_cap(self) -> float:
         """The largest RMS of delta (in [0,1] units) that keeps PSNR >= psnr_floor."""
-        return 10 ** (-self.config.psnr_floor / 20)
+        return rms_cap(self.config.psnr_floor)
 
     def _within_psnr(self, delta: torch.Tensor) -> torch.Tensor:
         """Scale each image's delta so its PSNR is at least ``psnr_floor`` (issue 6).
@@ -292,10 +293,7 @@ class Generator(nn.Module):
         with the L2 cap in the forward pass G itself learns where to spend the RMS budget, and
         ``clip(x + delta)`` can only raise the PSNR further.
         """
-        if not self.config.psnr_floor:
-            return delta
-        rms = delta.pow(2).mean((1, 2, 3)).add(1e-12).sqrt()
-        return delta * (self._rms_cap / rms).clamp(max=1.0)[:, None, None, None]
+        return within_psnr(delta, self.config.psnr_floor) if self.config.psnr_floor else delta
 
     def protect(self, x: torch.Tensor, side_labels: torch.Tensor) -> torch.Tensor:
         """Protected image ``clip(x + G(x), 0, 1)``."""

@@ -25,6 +25,17 @@ SSIM_MAX_PIXELS = 4_000_000  # SSIM of larger regions is skipped (reported as nu
 _CHUNK = 1 << 20  # elements per step of diff_stats: a 12-MP photo is measured without a 36M-element temporary
 
 
+def rms_cap(psnr_floor: float) -> float:
+    """The largest RMS of a delta (in [0,1] units) that keeps PSNR >= ``psnr_floor`` dB."""
+    return 10 ** (-psnr_floor / 20)
+
+
+def within_psnr(delta: torch.Tensor, psnr_floor: float) -> torch.Tensor:
+    """Each image's ``(N,C,H,W)`` delta scaled down (never up) to PSNR >= ``psnr_floor``."""
+    rms = delta.pow(2).mean((1, 2, 3)).add(1e-12).sqrt()
+    return delta * (rms_cap(psnr_floor) / rms).clamp(max=1.0)[:, None, None, None]
+
+
 def psnr(mse: float) -> float:
     """PSNR in dB of a mean squared error over pixels in [0,1] (``inf`` for identical images)."""
     return float("inf") if mse == 0 else 10 * math.log10(1 / mse)

@@ -19,16 +19,12 @@ import torch.nn.functional as F
 from segue.data import FaceSet
 from segue.distortion import DistortionConfig, DistortionLayer
 from segue.methods.base import NoiseMethod, quantise
+from segue.quality import rms_cap, within_psnr
 
 #: Input diversity: what a platform does to an upload, each at random, in every PGD step.
 DIVERSITY = DistortionConfig(pgd_steps=0, blur_kernel=0, sharpness=1.0, hflip_p=0.5, vflip_p=0.0,
                              strong_blur_p=0.5, strong_blur_sigma=(0.1, 1.1), rescale_p=0.5, rescale_min=0.6,
                              jpeg_p=0.5, jpeg_quality=(50.0, 95.0))
-
-
-def psnr_radius(psnr_db: float) -> float:
-    """The largest per-image RMS of ``delta`` (in [0,1] units) that keeps PSNR >= ``psnr_db``."""
-    return 10 ** (-psnr_db / 20)
 
 
 class FeatureCloak(NoiseMethod):
@@ -126,8 +122,7 @@ class FeatureCloak(NoiseMethod):
             clean = [m(x) for m in self.models]
         delta = torch.zeros_like(x, requires_grad=True)
         g = torch.zeros_like(x)
-        radius = psnr_radius(self.psnr_floor) if self.psnr_floor > 0 else None
-        step = 2.5 * (radius if self.step_norm == "l2" else self.eps) / self.steps
+        step = 2.5 * (rms_cap(self.psnr_floor) if self.step_norm == "l2" else self.eps) / self.steps
         for _ in range(self.steps):
             inp = x + delta
             inp = self.diversity(inp) if self.diverse else inp
@@ -140,9 +135,8 @@ class FeatureCloak(NoiseMethod):
                 else:
                     delta += step * g.sign()
                 delta.clamp_(-self.eps, self.eps)
-                if radius is not None:
-                    rms = delta.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt()
-                    delta *= (radius / rms.clamp_min(1e-12)).clamp(max=1.0)
+                if self.psnr_floor > 0:
+                    delta.copy_(within_psnr(delta, self.psnr_floor))
                 delta.copy_((x + delta).clamp(0, 1) - x)
         return delta.detach()
 
@@ -165,7 +159,7 @@ class FeatureCloak(NoiseMethod):
         out = quantise(x, delta, self.eps)
         if self.psnr_floor <= 0:
             return out
-        radius = psnr_radius(self.psnr_floor)
+        radius = rms_cap(self.psnr_floor)
         for _ in range(20):
             over = (out - x).pow(2).mean(dim=(1, 2, 3)).sqrt() > radius
             if not over.any():
