@@ -1,6 +1,7 @@
 """Pilot: can a generator learn the per-image feature cloak? G trained on the feature objective alone.
 
     python benchmarks/feature_generator_pilot.py [--people 20] [--max-seconds 1200] [--eps 16] [--psnr-floor 30]
+    python benchmarks/feature_generator_pilot.py --data celeba234 --people 164 ...   # hundreds of codes
 
 The cloak pilots (cloak_pilot.py) add a feature term to Alg. 1 and leave even the white-box
 FaceNet at 100 % after 12 epochs (about 60 generator steps on 160 photos). Per-image PGD with the
@@ -14,7 +15,8 @@ G starts from the shipped ``default`` weights at L-inf ``eps`` with G's own PSNR
 of ORL people 0..people-1 (side label = person; decoy of person c: the clean centroid of c+1, as
 in the PGD pilot). Measured twice: on those photos (G protects the people it was trained on) and
 on ORL people ``people``..2*people-1, never seen by G, side codes 0..people-1 (G protects new
-people). dlib never enters training. Writes benchmarks/results/NAME.{json,md}.
+people). ``--data celeba234``: G trains on the CelebA234 training people and the new people are
+the validation people (codes 0..K-1). dlib never enters training. Writes benchmarks/results/NAME.{json,md}.
 """
 
 from __future__ import annotations
@@ -26,10 +28,10 @@ import time
 import torch
 
 from _common import write_results
-from feature_transfer_pilot import people
+from feature_transfer_pilot import ATTACKERS, partial_md, partial_rows, people
 from segue.attackers import create_attacker
 from segue.checkpoint import load_generator
-from segue.data import FaceSet, load_orl
+from segue.data import FaceSet, load_celeba234, load_orl
 from segue.generator import Generator, GeneratorConfig
 from segue.methods import create_method
 from segue.quality import set_quality
@@ -42,25 +44,39 @@ def measure(generator: Generator, train: FaceSet, test: FaceSet) -> dict:
         protected = (generator.protect(train.images, train.labels) * 255).round() / 255
     rows = {name: {"clean": create_attacker(name).run(train, test)["final_acc"],
                    "protected": create_attacker(name).run(train.with_images(protected), test)["final_acc"]}
-            for name in ("facenet-linear", "facenet-knn", "dlib-linear", "dlib-knn")}
-    return {"quality": set_quality(train.images, protected), "attackers": rows}
+            for name in ATTACKERS}
+    return {"quality": set_quality(train.images, protected), "attackers": rows,
+            "partial": partial_rows(train, test, protected)}
+
+
+def load_sets(data: str, count: int) -> tuple[FaceSet, FaceSet, FaceSet, FaceSet]:
+    """G's training people (training and test photos) and new people (the same), at 112 px."""
+    if data == "orl":
+        orl_train, orl_test = load_orl(size=112, train_per_class=8)
+        return (people(orl_train, 0, count), people(orl_test, 0, count),
+                people(orl_train, count, count), people(orl_test, count, count))
+    train, test = load_celeba234("train", 112, num_classes=count)
+    new_train, new_test = load_celeba234("val", 112)
+    return train, test, new_train, new_test
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--people", type=int, default=20)
+    ap.add_argument("--data", choices=["orl", "celeba234"], default="orl",
+                    help="orl: train on people 0..P-1, new people P..2P-1; celeba234: train on the first P train "
+                         "people, new people = the validation people (the test people stay out of every choice)")
     ap.add_argument("--eps", type=float, default=16)
     ap.add_argument("--psnr-floor", type=float, default=30.0)
     ap.add_argument("--extractors", default="facenet-torch,celeba-cosface")
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--max-seconds", type=float, default=1200)
+    ap.add_argument("--log-every", type=int, default=10, help="steps per history row")
     ap.add_argument("--name", default="feature_generator_pilot")
     args = ap.parse_args()
     torch.manual_seed(0)
-    orl_train, orl_test = load_orl(size=112, train_per_class=8)
-    train, test = people(orl_train, 0, args.people), people(orl_test, 0, args.people)
-    new_train, new_test = people(orl_train, args.people, args.people), people(orl_test, args.people, args.people)
+    train, test, new_train, new_test = load_sets(args.data, args.people)
     cloak = create_method("feature-cloak", eps=args.eps / 255, extractors=args.extractors.split(",")).fit(train, train.labels)
     cfg = GeneratorConfig(eps=args.eps / 255, psnr_floor=args.psnr_floor, image_size=112)
     generator = Generator(cfg)
@@ -68,11 +84,12 @@ def main() -> None:
     opt = torch.optim.Adam(generator.parameters(), lr=args.lr)
     with torch.no_grad():
         clean = [m(train.images) for m in cloak.models]
-    history, steps, t0 = [], 0, time.perf_counter()
-    while time.perf_counter() - t0 < args.max_seconds:
+    history, losses, steps, t0 = [], [], 0, time.perf_counter()
+    while time.perf_counter() - t0 < args.max_seconds:  # checked every step: one CelebA epoch outlasts the budget
         order = torch.randperm(len(train))
-        losses = []
         for i in range(0, len(order) - args.batch + 1, args.batch):
+            if time.perf_counter() - t0 >= args.max_seconds:
+                break
             idx = order[i : i + args.batch]
             x, y = train.images[idx], train.labels[idx]
             protected = cloak.diversity(generator.protect(x, y))
@@ -83,17 +100,20 @@ def main() -> None:
             opt.step()
             losses.append(-loss.item())
             steps += 1
-        history.append({"epoch": len(history) + 1, "steps": steps, "cos_decoy": round(sum(losses) / len(losses), 4),
-                        "seconds": round(time.perf_counter() - t0, 1)})
-        print(history[-1], file=sys.stderr, flush=True)
+            if steps % args.log_every == 0:
+                history.append({"steps": steps, "cos_decoy": round(sum(losses) / len(losses), 4),
+                                "seconds": round(time.perf_counter() - t0, 1)})
+                print(history[-1], file=sys.stderr, flush=True)
+                losses = []
     generator.eval()
     seen, unseen = measure(generator, train, test), measure(generator, new_train, new_test)
     payload = {"args": vars(args), "generator": cfg.to_dict(), "cloak": cloak.config(), "steps": steps,
                "history": history, "seen_people": seen, "unseen_people": unseen}
-    md = [f"## Feature-only generator pilot: G on ORL people 0-{args.people - 1}, L-inf {args.eps:g}/255, "
+    md = [f"## Feature-only generator pilot: G on {args.data} ({len(train.classes)} people, new: "
+          f"{len(new_train.classes)}), L-inf {args.eps:g}/255, "
           f"PSNR floor {args.psnr_floor:g} dB, {'+'.join(cloak.extractor_names)}", "",
           f"`python benchmarks/feature_generator_pilot.py {' '.join(sys.argv[1:])}` on a 2-core CPU: "
-          f"{steps} Adam steps ({history[-1]['seconds']:.0f} s), last epoch's mean cosine to the decoy "
+          f"{steps} Adam steps ({history[-1]['seconds']:.0f} s), the last {args.log_every} steps' mean cosine to the decoy "
           f"{history[-1]['cos_decoy']:.3f} (diversified photos).", "",
           "| attacker (fitted on protected training photos, scored on clean test photos) | "
           "people G trained on: clean | protected | new people: clean | protected |", "|---|---|---|---|---|"]
@@ -103,7 +123,9 @@ def main() -> None:
         md.append(f"| {name} ({box}) | {100 * a['clean']:.1f} % | {100 * a['protected']:.1f} % | "
                   f"{100 * b['clean']:.1f} % | {100 * b['protected']:.1f} % |")
     md += ["", f"Quality: trained-on people PSNR {seen['quality']['psnr_mean']} dB, SSIM {seen['quality']['ssim_mean']}; "
-           f"new people PSNR {unseen['quality']['psnr_mean']} dB, SSIM {unseen['quality']['ssim_mean']}."]
+           f"new people PSNR {unseen['quality']['psnr_mean']} dB, SSIM {unseen['quality']['ssim_mean']}.", "",
+           "People G trained on. " + partial_md(seen["partial"])[0], *partial_md(seen["partial"])[1:], "",
+           "New people. " + partial_md(unseen["partial"])[0], *partial_md(unseen["partial"])[1:]]
     write_results(args.name, payload, "\n".join(md) + "\n")
 
 

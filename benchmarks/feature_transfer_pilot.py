@@ -57,6 +57,45 @@ def load(name: str, first: int, count: int, train_per_person: int) -> tuple[Face
     return people(train, first, count), people(test, first, count)
 
 
+ATTACKERS = ("facenet-linear", "facenet-knn", "dlib-linear", "dlib-knn")
+
+
+def partial_persons(count: int) -> list[int]:
+    """The three people the partial setting protects one at a time: first, middle, last (fixed
+    before any result, so no choice is made on the test photos)."""
+    return sorted({0, count // 2, count - 1})
+
+
+def partial_rows(train: FaceSet, test: FaceSet, protected: torch.Tensor) -> dict:
+    """Partial setting: only person p's training photos protected, everyone else's clean; each
+    attacker's accuracy on p's clean test photos, for each p of :func:`partial_persons`.
+
+    Per-image protection of p does not depend on who else is protected, so the full set's
+    protected photos are reused (p's rows swapped in, the rest left clean)."""
+    rows: dict[str, dict] = {}
+    for p in partial_persons(len(train.classes)):
+        mixed = torch.where((train.labels == p).view(-1, 1, 1, 1), protected, train.images)
+        groups = {"protected": test.labels == p}
+        rows[str(p)] = {name: {kind: create_attacker(name).run(data, test, groups)["history"][-1]["test_acc_protected"]
+                               for kind, data in (("clean", train), ("protected", train.with_images(mixed)))}
+                        for name in ATTACKERS}
+    return rows
+
+
+def partial_md(rows: dict) -> list[str]:
+    """Markdown table: attacker x protected person, clean -> protected accuracy on that person."""
+    persons = list(rows)
+    md = ["Partial setting (one person protected, everyone else clean; accuracy on that person's clean test photos, "
+          "clean -> protected):", "", "| attacker | " + " | ".join(f"person {p}" for p in persons) + " | mean |",
+          "|---|" + "---|" * (len(persons) + 1)]
+    for name in ATTACKERS:
+        cells = [rows[p][name] for p in persons]
+        mean = sum(c["protected"] for c in cells) / len(cells)
+        md.append(f"| {name} | " + " | ".join(f"{100 * c['clean']:.0f} -> {100 * c['protected']:.0f} %" for c in cells)
+                  + f" | {100 * mean:.1f} % |")
+    return md
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--people", type=int, default=20)
@@ -91,14 +130,15 @@ def main() -> None:
     psnr = 10 * torch.log10(1 / ((cloaked - train.images) ** 2).flatten(1).mean(1))
     quality = set_quality(train.images, cloaked)
     rows = {}
-    for name in ("facenet-linear", "facenet-knn", "dlib-linear", "dlib-knn"):
+    for name in ATTACKERS:
         rows[name] = {"clean": create_attacker(name).run(train, test)["final_acc"],
                       "cloaked": create_attacker(name).run(train.with_images(cloaked), test)["final_acc"]}
     payload = {"method": method.config(), "data": args.data, "first_person": args.first, "people": args.people, "eps_255": args.eps,
                "pgd_seconds": round(seconds, 1), "psnr_min_db": round(psnr.min().item(), 2),
                "seconds_per_image": round(seconds / len(train), 2),
                "psnr_db": round(psnr.mean().item(), 2), "quality": quality,
-               "cos_to_own_centroid": round(own, 3), "cos_to_target_centroid": round(to_target, 3), "attackers": rows}
+               "cos_to_own_centroid": round(own, 3), "cos_to_target_centroid": round(to_target, 3), "attackers": rows,
+               "partial": partial_rows(train, test, cloaked)}
     md = [f"## Feature-space pilot: {'+'.join(names)}-targeted PGD on {args.data} people {args.first}-{args.first + args.people - 1} "
           f"(112 px, L-inf {args.eps:g}/255, {args.steps} steps)", "",
           f"`python benchmarks/feature_transfer_pilot.py {' '.join(sys.argv[1:])}` on a 2-core CPU (per-image PGD, "
@@ -112,6 +152,7 @@ def main() -> None:
     for name, r in rows.items():
         box = "white-box" if name.startswith("facenet") and "facenet-torch" in names else "black-box transfer"
         md.append(f"| {name} ({box}) | {100 * r['clean']:.1f} % | {100 * r['cloaked']:.1f} % |")
+    md += [""] + partial_md(payload["partial"])
     write_results(args.name, payload, "\n".join(md) + "\n")
 
 
