@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from _common import write_results
 from segue.attackers import create_attacker
-from segue.data import FaceSet, load_celeba234, load_image_folder, load_orl, split_per_class, webface10_root
+from segue.data import FaceSet, celeba234_photos, load_celeba234, load_image_folder, load_orl, split_per_class, webface10_root
 from segue.face_embedding import embed
 from segue.methods import create_method
 from segue.quality import set_quality
@@ -112,6 +112,11 @@ def main() -> None:
     ap.add_argument("--step-norm", choices=["sign", "l2"], default="sign", help="'l2' steps need --psnr-floor")
     ap.add_argument("--extractors", default="facenet-torch",
                     help="comma-separated segue.cloak.DIFFERENTIABLE names: the surrogate ensemble (never dlib)")
+    ap.add_argument("--decoy", choices=["next", "farthest"], default="next", help="FeatureCloak's decoy choice")
+    ap.add_argument("--decoy-pool", choices=["set", "celeba234-val"], default="set",
+                    help="decoys from the protected set's people, or from the CelebA234 validation people (outsiders)")
+    ap.add_argument("--partial-only", action="store_true",
+                    help="protect only the partial setting's three people (cheap; no full-setting rows)")
     ap.add_argument("--name", default="feature_transfer_pilot")
     args = ap.parse_args()
     train, test = load(args.data, args.first, args.people, args.train_per_person)
@@ -119,23 +124,29 @@ def main() -> None:
     names = args.extractors.split(",")
     method = create_method("feature-cloak", eps=args.eps / 255, extractors=names, steps=args.steps,
                            momentum=args.momentum, ti_sigma=args.ti_sigma, diverse=args.diverse, away=args.away,
-                           psnr_floor=args.psnr_floor, step_norm=args.step_norm).fit(train, train.labels)
+                           psnr_floor=args.psnr_floor, step_norm=args.step_norm, decoy=args.decoy,
+                           decoy_pool=None if args.decoy_pool == "set" else celeba234_photos("val", 112),
+                           ).fit(train, train.labels)
+    chosen = torch.isin(train.labels, torch.tensor(partial_persons(args.people))) if args.partial_only \
+        else torch.ones(len(train), dtype=torch.bool)
     t0 = time.perf_counter()
-    cloaked = method.perturb(train.images, train.labels)
+    cloaked = train.images.clone()
+    cloaked[chosen] = method.perturb(train.images[chosen], train.labels[chosen])
     seconds = time.perf_counter() - t0
+    n_cloaked = int(chosen.sum())
     moved, clean = embed(method.models[0], cloaked), embed(method.models[0], train.images)  # the first extractor's
     cents = F.normalize(torch.stack([clean[train.labels == c].mean(0) for c in range(args.people)]), dim=1)
-    own = F.cosine_similarity(moved, cents[train.labels]).mean().item()
-    to_target = F.cosine_similarity(moved, method.decoys[0][train.labels]).mean().item()
-    psnr = 10 * torch.log10(1 / ((cloaked - train.images) ** 2).flatten(1).mean(1))
-    quality = set_quality(train.images, cloaked)
+    own = F.cosine_similarity(moved, cents[train.labels])[chosen].mean().item()
+    to_target = F.cosine_similarity(moved, method.decoys[0][train.labels])[chosen].mean().item()
+    psnr = 10 * torch.log10(1 / ((cloaked - train.images)[chosen] ** 2).flatten(1).mean(1))
+    quality = set_quality(train.images[chosen], cloaked[chosen])
     rows = {}
-    for name in ATTACKERS:
+    for name in () if args.partial_only else ATTACKERS:
         rows[name] = {"clean": create_attacker(name).run(train, test)["final_acc"],
                       "cloaked": create_attacker(name).run(train.with_images(cloaked), test)["final_acc"]}
     payload = {"method": method.config(), "data": args.data, "first_person": args.first, "people": args.people, "eps_255": args.eps,
                "pgd_seconds": round(seconds, 1), "psnr_min_db": round(psnr.min().item(), 2),
-               "seconds_per_image": round(seconds / len(train), 2),
+               "seconds_per_image": round(seconds / n_cloaked, 2), "photos_cloaked": n_cloaked,
                "psnr_db": round(psnr.mean().item(), 2), "quality": quality,
                "cos_to_own_centroid": round(own, 3), "cos_to_target_centroid": round(to_target, 3), "attackers": rows,
                "partial": partial_rows(train, test, cloaked)}
@@ -146,13 +157,14 @@ def main() -> None:
           f"Settings: `{method.config()}`.", "",
           f"PSNR {payload['psnr_db']} dB (min {payload['psnr_min_db']}), SSIM {quality['ssim_mean']}; "
           f"after PGD, {names[0]} cosine to the person's own clean centroid {own:.3f}, to the "
-          f"target person's {to_target:.3f}; {payload['seconds_per_image']} s per image.", "",
-          "| attacker (fitted on the training photos, scored on clean test photos) | clean training photos | "
-          "targeted photos |", "|---|---|---|"]
+          f"target person's {to_target:.3f}; {payload['seconds_per_image']} s per image ({n_cloaked} photos cloaked).", ""]
+    if rows:
+        md += ["| attacker (fitted on the training photos, scored on clean test photos) | clean training photos | "
+               "targeted photos |", "|---|---|---|", ""]
     for name, r in rows.items():
         box = "white-box" if name.startswith("facenet") and "facenet-torch" in names else "black-box transfer"
-        md.append(f"| {name} ({box}) | {100 * r['clean']:.1f} % | {100 * r['cloaked']:.1f} % |")
-    md += [""] + partial_md(payload["partial"])
+        md.insert(-1, f"| {name} ({box}) | {100 * r['clean']:.1f} % | {100 * r['cloaked']:.1f} % |")
+    md += partial_md(payload["partial"])
     write_results(args.name, payload, "\n".join(md) + "\n")
 
 

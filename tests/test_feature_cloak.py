@@ -66,3 +66,19 @@ def test_refuses_dlib_and_a_single_person():
     one = faces(people=1)
     with pytest.raises(ValueError, match="two or more"):
         create_method("feature-cloak", extractors=[ToyExtractor()]).fit(one, one.labels)
+
+
+def test_farthest_decoy_and_outside_pool():
+    """'farthest' picks, per person, the pool person least like them; an outside pool supplies the decoys."""
+    data, pool, toy = faces(people=3), faces(people=5, per=2), ToyExtractor()
+    own = F.normalize(torch.stack([toy(data.images[data.labels == c]).mean(0) for c in range(3)]), dim=1)
+    cands = F.normalize(torch.stack([toy(pool.images[pool.labels == c]).mean(0) for c in range(5)]), dim=1)
+    far = create_method("feature-cloak", extractors=[toy], decoy="farthest", decoy_pool=pool).fit(data, data.labels)
+    assert torch.allclose(far.decoys[0], cands[(own @ cands.T).argmin(1)], atol=1e-5)
+    nxt = create_method("feature-cloak", extractors=[toy], decoy_pool=pool).fit(data, data.labels)
+    assert torch.allclose(nxt.decoys[0], cands[:3], atol=1e-5)
+    inside = create_method("feature-cloak", extractors=[toy], decoy="farthest").fit(data, data.labels)
+    picked = (own @ own.T).argmin(1)
+    assert (picked != torch.arange(3)).all() and torch.allclose(inside.decoys[0], own[picked], atol=1e-5)
+    with pytest.raises(ValueError):
+        create_method("feature-cloak", extractors=[toy], decoy="nearest")

@@ -27,12 +27,17 @@ DIVERSITY = DistortionConfig(pgd_steps=0, blur_kernel=0, sharpness=1.0, hflip_p=
                              jpeg_p=0.5, jpeg_quality=(50.0, 95.0))
 
 
+def centroids(embeddings: torch.Tensor, labels: torch.Tensor, num: int) -> torch.Tensor:
+    """``(num, D)``: each label's mean embedding, L2-normalised."""
+    return F.normalize(torch.stack([embeddings[labels == c].mean(0) for c in range(num)]), dim=1)
+
+
 class FeatureCloak(NoiseMethod):
     """Targeted PGD on an ensemble of differentiable face extractors, one decoy per side label.
 
-    ``fit`` embeds the clean training photos and gives label ``l`` the clean centroid of label
-    ``(l + 1) % L`` as its decoy (so every person needs a second one in the set: the pilot
-    setting); ``perturb`` maximises ``cos(e(x'), decoy) - away * cos(e(x'), e(x))`` summed over
+    ``fit`` embeds the clean training photos and gives each label a decoy: the clean centroid of
+    another person, from the set itself or from ``decoy_pool`` (people the attacker does not know,
+    as Fawkes draws its targets from a public set); ``perturb`` maximises ``cos(e(x'), decoy) - away * cos(e(x'), e(x))`` summed over
     the extractors. dlib is the black-box attacker of the benchmarks: never an extractor.
 
     Args:
@@ -50,6 +55,11 @@ class FeatureCloak(NoiseMethod):
             RMS-normalised gradient, ``2.5 * radius / steps``; needs ``psnr_floor``): under a PSNR
             floor the binding budget is an L2 ball, and sign steps spend it on pixels that matter little.
         batch: photos per PGD batch (16).
+        decoy: ``"next"`` (label ``l`` -> pool person ``l + 1``, or ``l`` for an outside pool) or
+            ``"farthest"`` (the pool person whose centroid is least like ``l``'s own, mean over the
+            extractors: Fawkes' choice, the longest way for the embedding to travel).
+        decoy_pool: a :class:`FaceSet` whose people are the decoys (default: the fit set's people,
+            which needs two or more).
 
     Shape:
         ``perturb(images (N,3,H,W) in [0,1], side_labels (N,))`` -> ``(N,3,H,W)``, 8-bit,
@@ -66,13 +76,15 @@ class FeatureCloak(NoiseMethod):
     def __init__(self, eps: float = 16 / 255, seed: int = 0, device: str | torch.device = "cpu",
                  extractors: tuple | list = ("facenet-torch",), steps: int = 20, momentum: float = 0.0,
                  ti_sigma: float = 0.0, diverse: bool = True, away: float = 0.0, psnr_floor: float = 0.0,
-                 step_norm: str = "sign", batch: int = 16):
+                 step_norm: str = "sign", batch: int = 16, decoy: str = "next", decoy_pool: FaceSet | None = None):
         super().__init__(eps, seed, device)
         if any(isinstance(n, str) and n.startswith("dlib") for n in extractors):
             raise ValueError("dlib is the black-box attacker: never a surrogate")
         if step_norm not in ("sign", "l2") or (step_norm == "l2" and psnr_floor <= 0):
             raise ValueError("step_norm is 'sign', or 'l2' with a psnr_floor")
-        self.step_norm = step_norm
+        if decoy not in ("next", "farthest"):
+            raise ValueError("decoy is 'next' or 'farthest'")
+        self.step_norm, self.decoy, self.decoy_pool = step_norm, decoy, decoy_pool
         self.extractors = list(extractors)
         self.extractor_names = [n if isinstance(n, str) else type(n).__name__ for n in extractors]
         self.steps, self.momentum, self.ti_sigma = int(steps), float(momentum), float(ti_sigma)
@@ -84,7 +96,8 @@ class FeatureCloak(NoiseMethod):
     def config(self) -> dict:
         return {**super().config(), "extractors": self.extractor_names, "steps": self.steps, "momentum": self.momentum,
                 "ti_sigma": self.ti_sigma, "diverse": self.diverse, "away": self.away, "psnr_floor": self.psnr_floor,
-                "step_norm": self.step_norm}
+                "step_norm": self.step_norm, "decoy": self.decoy,
+                "decoy_pool": None if self.decoy_pool is None else len(self.decoy_pool.classes)}
 
     def fit(self, train: FaceSet, side_labels: torch.Tensor) -> "FeatureCloak":
         from segue.cloak import DIFFERENTIABLE
@@ -92,14 +105,22 @@ class FeatureCloak(NoiseMethod):
 
         labels = torch.as_tensor(side_labels)
         num = int(labels.max()) + 1
-        if num < 2:
+        pool, pool_labels = (train, labels) if self.decoy_pool is None else (self.decoy_pool, self.decoy_pool.labels)
+        size = int(pool_labels.max()) + 1
+        if self.decoy_pool is None and num < 2:
             raise ValueError("feature-cloak draws each person's decoy from another person in the set: needs two or more")
         self.models = [DIFFERENTIABLE.create(n, self.device) if isinstance(n, str) else n for n in self.extractors]
-        self.decoys = []
+        own, cands = [], []
         for model in self.models:
-            e = embed(model, train.images, device=self.device)
-            cents = F.normalize(torch.stack([e[labels == c].mean(0) for c in range(num)]), dim=1)
-            self.decoys.append(cents[(torch.arange(num) + 1) % num])
+            own.append(centroids(embed(model, train.images, device=self.device), labels, num))
+            cands.append(own[-1] if self.decoy_pool is None else
+                         centroids(embed(model, pool.images, device=self.device), pool_labels, size))
+        if self.decoy == "farthest":
+            sim = sum(o @ c.T for o, c in zip(own, cands)) / len(own)  # (num, size)
+            pick = sim.argmin(dim=1)
+        else:
+            pick = (torch.arange(num) + (1 if self.decoy_pool is None else 0)) % size
+        self.decoys = [c[pick] for c in cands]
         return self
 
     def objective(self, x: torch.Tensor, clean: list[torch.Tensor], targets: list[torch.Tensor]) -> torch.Tensor:
