@@ -32,6 +32,7 @@ from segue.attackers import create_attacker
 from segue.data import FaceSet, celeba234_photos, load_celeba234, load_image_folder, load_orl, split_per_class, webface10_root
 from segue.face_embedding import embed
 from segue.methods import create_method
+from segue.methods.feature_cloak import centroids
 from segue.quality import set_quality
 
 
@@ -135,7 +136,7 @@ def main() -> None:
     seconds = time.perf_counter() - t0
     n_cloaked = int(chosen.sum())
     moved, clean = embed(method.models[0], cloaked), embed(method.models[0], train.images)  # the first extractor's
-    cents = F.normalize(torch.stack([clean[train.labels == c].mean(0) for c in range(args.people)]), dim=1)
+    cents = centroids(clean, train.labels, args.people)
     own = F.cosine_similarity(moved, cents[train.labels])[chosen].mean().item()
     to_target = F.cosine_similarity(moved, method.decoys[0][train.labels])[chosen].mean().item()
     psnr = 10 * torch.log10(1 / ((cloaked - train.images)[chosen] ** 2).flatten(1).mean(1))
