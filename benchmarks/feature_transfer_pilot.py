@@ -121,6 +121,11 @@ def main() -> None:
                     help="decoys from the protected set's people, or from the CelebA234 validation people (outsiders)")
     ap.add_argument("--partial-only", action="store_true",
                     help="protect only the partial setting's three people (cheap; no full-setting rows)")
+    ap.add_argument("--base-weights", default=None,
+                    help="start the cloak from this shipped generator's protection (segue list weights; "
+                         "--steps 0: the generator alone)")
+    ap.add_argument("--scratch", action="store_true",
+                    help="also train the paper's from-scratch ResNet18 victim (full setting, seed 0; peak and final)")
     ap.add_argument("--name", default="feature_transfer_pilot")
     args = ap.parse_args()
     train, test = load(args.data, args.first, args.people, args.train_per_person)
@@ -130,6 +135,7 @@ def main() -> None:
                            momentum=args.momentum, ti_sigma=args.ti_sigma, diverse=args.diverse, away=args.away,
                            psnr_floor=args.psnr_floor, step_norm=args.step_norm, decoy=args.decoy,
                            decoy_pool=None if args.decoy_pool == "set" else celeba234_photos("val", 112),
+                           base=create_method("segue", weights=args.base_weights) if args.base_weights else None,
                            ).fit(train, train.labels)
     chosen = torch.isin(train.labels, torch.tensor(partial_persons(args.people))) if args.partial_only \
         else torch.ones(len(train), dtype=torch.bool)
@@ -148,6 +154,10 @@ def main() -> None:
     for name in () if args.partial_only else ATTACKERS:
         rows[name] = {"clean": create_attacker(name).run(train, test)["final_acc"],
                       "cloaked": create_attacker(name).run(train.with_images(cloaked), test)["final_acc"]}
+    if args.scratch and not args.partial_only:
+        runs = {k: create_attacker("scratch").run(data, test) for k, data in
+                (("clean", train), ("cloaked", train.with_images(cloaked)))}
+        rows["scratch"] = {k: r["final_acc"] for k, r in runs.items()} | {f"{k}_peak": r["peak_acc"] for k, r in runs.items()}
     payload = {"method": method.config(), "data": args.data, "first_person": args.first, "people": args.people, "eps_255": args.eps,
                "pgd_seconds": round(seconds, 1), "psnr_min_db": round(psnr.min().item(), 2),
                "seconds_per_image": round(seconds / n_cloaked, 2), "photos_cloaked": n_cloaked,
@@ -167,6 +177,10 @@ def main() -> None:
                "targeted photos |", "|---|---|---|"]
         for name, r in rows.items():
             box = "white-box" if name.startswith("facenet") and "facenet-torch" in names else "black-box transfer"
+            if name == "scratch":
+                md.append(f"| scratch (ResNet18 from scratch, seed 0; final, peak) | {100 * r['clean']:.1f} %, "
+                          f"{100 * r['clean_peak']:.1f} % | {100 * r['cloaked']:.1f} %, {100 * r['cloaked_peak']:.1f} % |")
+                continue
             md.append(f"| {name} ({box}) | {100 * r['clean']:.1f} % | {100 * r['cloaked']:.1f} % |")
         md.append("")
     md += partial_md(payload["partial"])

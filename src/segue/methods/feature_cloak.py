@@ -60,6 +60,10 @@ class FeatureCloak(NoiseMethod):
             extractors: Fawkes' choice, the longest way for the embedding to travel).
         decoy_pool: a :class:`FaceSet` whose people are the decoys (default: the fit set's people,
             which needs two or more).
+        base: a fitted :class:`NoiseMethod` whose protection the PGD starts from (e.g. Segue's
+            generator, the from-scratch shortcut), inside the same budget around the clean photo:
+            one protection against both attackers. With ``steps=0`` the output is ``base``'s,
+            cut to this budget.
 
     Shape:
         ``perturb(images (N,3,H,W) in [0,1], side_labels (N,))`` -> ``(N,3,H,W)``, 8-bit,
@@ -76,7 +80,8 @@ class FeatureCloak(NoiseMethod):
     def __init__(self, eps: float = 16 / 255, seed: int = 0, device: str | torch.device = "cpu",
                  extractors: tuple | list = ("facenet-torch",), steps: int = 20, momentum: float = 0.0,
                  ti_sigma: float = 0.0, diverse: bool = True, away: float = 0.0, psnr_floor: float = 0.0,
-                 step_norm: str = "sign", batch: int = 16, decoy: str = "next", decoy_pool: FaceSet | None = None):
+                 step_norm: str = "sign", batch: int = 16, decoy: str = "next", decoy_pool: FaceSet | None = None,
+                 base: NoiseMethod | None = None):
         super().__init__(eps, seed, device)
         if any(isinstance(n, str) and n.startswith("dlib") for n in extractors):
             raise ValueError("dlib is the black-box attacker: never a surrogate")
@@ -84,7 +89,7 @@ class FeatureCloak(NoiseMethod):
             raise ValueError("step_norm is 'sign', or 'l2' with a psnr_floor")
         if decoy not in ("next", "farthest"):
             raise ValueError("decoy is 'next' or 'farthest'")
-        self.step_norm, self.decoy, self.decoy_pool = step_norm, decoy, decoy_pool
+        self.step_norm, self.decoy, self.decoy_pool, self.base = step_norm, decoy, decoy_pool, base
         self.extractors = list(extractors)
         self.extractor_names = [n if isinstance(n, str) else type(n).__name__ for n in extractors]
         self.steps, self.momentum, self.ti_sigma = int(steps), float(momentum), float(ti_sigma)
@@ -97,7 +102,8 @@ class FeatureCloak(NoiseMethod):
         return {**super().config(), "extractors": self.extractor_names, "steps": self.steps, "momentum": self.momentum,
                 "ti_sigma": self.ti_sigma, "diverse": self.diverse, "away": self.away, "psnr_floor": self.psnr_floor,
                 "step_norm": self.step_norm, "decoy": self.decoy,
-                "decoy_pool": None if self.decoy_pool is None else len(self.decoy_pool.classes)}
+                "decoy_pool": None if self.decoy_pool is None else len(self.decoy_pool.classes),
+                "base": None if self.base is None else self.base.config()}
 
     def fit(self, train: FaceSet, side_labels: torch.Tensor) -> "FeatureCloak":
         from segue.cloak import DIFFERENTIABLE
@@ -137,13 +143,14 @@ class FeatureCloak(NoiseMethod):
         k = 2 * math.ceil(2 * self.ti_sigma) + 1
         return kornia.filters.gaussian_blur2d(grad, (k, k), (self.ti_sigma, self.ti_sigma))
 
-    def attack(self, x: torch.Tensor, targets: list[torch.Tensor]) -> torch.Tensor:
-        """``delta`` for one batch: MI-FGSM with DI and TI, projected on the L-inf (and PSNR) budget."""
+    def attack(self, x: torch.Tensor, targets: list[torch.Tensor], start: torch.Tensor | None = None) -> torch.Tensor:
+        """``delta`` for one batch, from ``start`` (zeros): MI-FGSM with DI and TI, projected on the
+        L-inf (and PSNR) budget."""
         with torch.no_grad():
             clean = [m(x) for m in self.models]
-        delta = torch.zeros_like(x, requires_grad=True)
+        delta = (torch.zeros_like(x) if start is None else start.clone()).requires_grad_(True)
         g = torch.zeros_like(x)
-        step = 2.5 * (rms_cap(self.psnr_floor) if self.step_norm == "l2" else self.eps) / self.steps
+        step = 2.5 * (rms_cap(self.psnr_floor) if self.step_norm == "l2" else self.eps) / max(self.steps, 1)
         for _ in range(self.steps):
             inp = x + delta
             inp = self.diversity(inp) if self.diverse else inp
@@ -171,7 +178,8 @@ class FeatureCloak(NoiseMethod):
             for i in range(0, len(images), self.batch):
                 x = images[i : i + self.batch].to(self.device)
                 y = labels[i : i + self.batch].to(self.device)
-                delta = self.attack(x, [d.to(self.device)[y] for d in self.decoys])
+                start = None if self.base is None else self.base.perturb(x, y).to(self.device) - x
+                delta = self.attack(x, [d.to(self.device)[y] for d in self.decoys], start)
                 out.append(self.round_to_budget(x, delta).cpu())
         return torch.cat(out)
 
