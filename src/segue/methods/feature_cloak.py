@@ -61,9 +61,9 @@ class FeatureCloak(NoiseMethod):
         decoy_pool: a :class:`FaceSet` whose people are the decoys (default: the fit set's people,
             which needs two or more).
         base: a fitted :class:`NoiseMethod` whose protection the PGD starts from (e.g. Segue's
-            generator, the from-scratch shortcut), inside the same budget around the clean photo:
-            one protection against both attackers. With ``steps=0`` the output is ``base``'s,
-            cut to this budget.
+            generator, the from-scratch shortcut), inside the same budget around the clean photo.
+            Measured on WebFace10, the steps erase the generator's from-scratch protection
+            (docs/attacks.md). With ``steps=0`` the output is ``base``'s, cut to this budget.
 
     Shape:
         ``perturb(images (N,3,H,W) in [0,1], side_labels (N,))`` -> ``(N,3,H,W)``, 8-bit,
