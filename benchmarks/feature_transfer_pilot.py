@@ -23,12 +23,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from _common import write_results
 from segue.attackers import create_attacker
+from segue.attackers.cache import EmbeddingCache
 from segue.data import FaceSet, celeba234_photos, load_celeba234, load_image_folder, load_orl, split_per_class, webface10_root
 from segue.face_embedding import embed
 from segue.methods import create_method
@@ -115,6 +117,9 @@ def main() -> None:
     ap.add_argument("--diverse", action="store_true", help="input diversity (resize, blur, flip, JPEG) in every step")
     ap.add_argument("--momentum", type=float, default=0.0, help="MI-FGSM decay (0: off)")
     ap.add_argument("--ti-sigma", type=float, default=0.0, help="TI gradient smoothing, pixels (0: off)")
+    ap.add_argument("--feature-dropout", type=float, default=0.0,
+                    help="DFANet dropout on the surrogates' convolution outputs in each step (0: off; "
+                         "experiments/feature_cloak_variants.py)")
     ap.add_argument("--away", type=float, default=0.0, help="weight of 'away from the own clean embedding'")
     ap.add_argument("--psnr-floor", type=float, default=0.0, help="dB, projected in every step (0: L-inf only)")
     ap.add_argument("--step-norm", choices=["sign", "l2"], default="sign", help="'l2' steps need --psnr-floor")
@@ -137,12 +142,18 @@ def main() -> None:
     train, test = load(args.data, args.first, args.people, args.train_per_person)
     args.people = len(train.classes)
     names = args.extractors.split(",")
-    method = create_method("feature-cloak", eps=args.eps / 255, extractors=names, steps=args.steps,
-                           momentum=args.momentum, ti_sigma=args.ti_sigma, diverse=args.diverse, away=args.away,
-                           psnr_floor=args.psnr_floor, step_norm=args.step_norm, decoy=args.decoy,
-                           decoy_pool=None if args.decoy_pool == "set" else celeba234_photos("val", 112),
-                           base=create_method("segue", weights=args.base_weights) if args.base_weights else None,
-                           ).fit(train, train.labels)
+    settings = dict(eps=args.eps / 255, extractors=names, steps=args.steps, momentum=args.momentum,
+                    ti_sigma=args.ti_sigma, diverse=args.diverse, away=args.away, psnr_floor=args.psnr_floor,
+                    step_norm=args.step_norm, decoy=args.decoy,
+                    decoy_pool=None if args.decoy_pool == "set" else celeba234_photos("val", 112),
+                    base=create_method("segue", weights=args.base_weights) if args.base_weights else None)
+    if args.feature_dropout > 0:  # an option that lost: experiments/feature_cloak_variants.py
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from experiments.feature_cloak_variants import DropoutFeatureCloak
+
+        method = DropoutFeatureCloak(feature_dropout=args.feature_dropout, **settings).fit(train, train.labels)
+    else:
+        method = create_method("feature-cloak", **settings).fit(train, train.labels)
     chosen = torch.isin(train.labels, torch.tensor(partial_persons(args.people))) if args.partial_only \
         else torch.ones(len(train), dtype=torch.bool)
     t0 = time.perf_counter()
@@ -154,6 +165,9 @@ def main() -> None:
     cents = centroids(clean, train.labels, args.people)
     own = F.cosine_similarity(moved, cents[train.labels])[chosen].mean().item()
     to_target = F.cosine_similarity(moved, method.decoys[0][train.labels])[chosen].mean().item()
+    dlib = {k: torch.from_numpy(EmbeddingCache("dlib-crop").embed(v)) for k, v in (("clean", train.images), ("cloaked", cloaked))}
+    dlib_cents = centroids(dlib["clean"], train.labels, args.people)  # measured only: dlib is never a surrogate
+    dlib_own = {k: F.cosine_similarity(e, dlib_cents[train.labels])[chosen].mean().item() for k, e in dlib.items()}
     psnr = 10 * torch.log10(1 / ((cloaked - train.images)[chosen] ** 2).flatten(1).mean(1))
     quality = set_quality(train.images[chosen], cloaked[chosen])
     rows = {}
@@ -168,7 +182,9 @@ def main() -> None:
                "pgd_seconds": round(seconds, 1), "psnr_min_db": round(psnr.min().item(), 2),
                "seconds_per_image": round(seconds / n_cloaked, 2), "photos_cloaked": n_cloaked,
                "psnr_db": round(psnr.mean().item(), 2), "quality": quality,
-               "cos_to_own_centroid": round(own, 3), "cos_to_target_centroid": round(to_target, 3), "attackers": rows,
+               "cos_to_own_centroid": round(own, 3),
+               "dlib_cos_to_own_centroid": {k: round(v, 3) for k, v in dlib_own.items()},
+               "cos_to_target_centroid": round(to_target, 3), "attackers": rows,
                "partial": partial_rows(train, test, cloaked, args.partial_every and not args.partial_only)}
     md = [f"## Feature-space pilot: {'+'.join(names)}-targeted PGD on {args.data} people {args.first}-{args.first + args.people - 1} "
           f"(112 px, L-inf {args.eps:g}/255, {args.steps} steps)", "",
@@ -177,7 +193,9 @@ def main() -> None:
           f"Settings: `{method.config()}`.", "",
           f"PSNR {payload['psnr_db']} dB (min {payload['psnr_min_db']}), SSIM {quality['ssim_mean']}; "
           f"after PGD, {names[0]} cosine to the person's own clean centroid {own:.3f}, to the "
-          f"target person's {to_target:.3f}; {payload['seconds_per_image']} s per image ({n_cloaked} photos cloaked).", ""]
+          f"target person's {to_target:.3f}; dlib (black box) cosine to the own clean centroid {dlib_own['clean']:.3f} "
+          f"(clean photos) -> {dlib_own['cloaked']:.3f} (cloaked); {payload['seconds_per_image']} s per image "
+          f"({n_cloaked} photos cloaked).", ""]
     if rows:
         md += ["| attacker (fitted on the training photos, scored on clean test photos) | clean training photos | "
                "targeted photos |", "|---|---|---|"]
