@@ -1,5 +1,5 @@
-"""experiments/feature_cloak_variants.py: DFANet's dropout acts only inside its block, and the
-variant with ``feature_dropout=0`` is the package's cloak."""
+"""experiments/feature_cloak_variants.py: DFANet's dropout acts only inside its block, the affine
+input diversity warps, and the variant with both off is the package's cloak."""
 
 import sys
 from pathlib import Path
@@ -11,7 +11,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from experiments.feature_cloak_variants import DropoutFeatureCloak, conv_dropout  # noqa: E402
+from experiments.feature_cloak_variants import VariantFeatureCloak, conv_dropout  # noqa: E402
 from segue.methods import create_method  # noqa: E402
 from test_feature_cloak import ToyExtractor, faces  # noqa: E402
 
@@ -30,12 +30,25 @@ def test_zero_dropout_is_the_package_cloak_and_dropout_still_attacks():
     data, toy = faces(), ToyExtractor()
     kw = dict(eps=16 / 255, extractors=[toy], steps=10, momentum=1.0, diverse=False, psnr_floor=30.0, step_norm="l2")
     package = create_method("feature-cloak", **kw).fit(data, data.labels).perturb(data.images, data.labels)
-    variant = DropoutFeatureCloak(feature_dropout=0.0, **kw).fit(data, data.labels)
+    variant = VariantFeatureCloak(feature_dropout=0.0, **kw).fit(data, data.labels)
     assert torch.equal(variant.perturb(data.images, data.labels), package)
-    dropped = DropoutFeatureCloak(feature_dropout=0.1, **kw).fit(data, data.labels)
+    dropped = VariantFeatureCloak(feature_dropout=0.1, **kw).fit(data, data.labels)
     out = dropped.perturb(data.images, data.labels)
     assert (out - data.images).abs().max() <= 16 / 255 + 1e-6
     assert torch.equal(out, dropped.perturb(data.images, data.labels))  # the dropout draws are seeded
     decoys = dropped.decoys[0][data.labels]
     assert F.cosine_similarity(toy(out), decoys).mean() > F.cosine_similarity(toy(data.images), decoys).mean() + 0.05
     assert dropped.config()["feature_dropout"] == 0.1
+
+
+def test_affine_diversity_warps_and_still_attacks():
+    data, toy = faces(), ToyExtractor()
+    method = VariantFeatureCloak(affine_diversity=True, eps=16 / 255, extractors=[toy], steps=10, momentum=1.0,
+                                 psnr_floor=30.0, step_norm="l2").fit(data, data.labels)
+    torch.manual_seed(0)
+    assert not torch.allclose(method.diversity(data.images), data.images)
+    out = method.perturb(data.images, data.labels)
+    assert (out - data.images).abs().max() <= 16 / 255 + 1e-6
+    decoys = method.decoys[0][data.labels]
+    assert F.cosine_similarity(toy(out), decoys).mean() > F.cosine_similarity(toy(data.images), decoys).mean() + 0.05
+    assert method.config()["affine_diversity"] is True
