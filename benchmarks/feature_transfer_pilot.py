@@ -121,7 +121,7 @@ def main() -> None:
                     help="DFANet dropout on the surrogates' convolution outputs in each step (0: off; "
                          "experiments/feature_cloak_variants.py)")
     ap.add_argument("--affine-diversity", action="store_true",
-                    help="a random affine warp before the input diversity (experiments/feature_cloak_variants.py)")
+                    help="FeatureCloak's affine_diversity: a random rotation, shift and scale in the input diversity")
     ap.add_argument("--away", type=float, default=0.0, help="weight of 'away from the own clean embedding'")
     ap.add_argument("--psnr-floor", type=float, default=0.0, help="dB, projected in every step (0: L-inf only)")
     ap.add_argument("--step-norm", choices=["sign", "l2"], default="sign", help="'l2' steps need --psnr-floor")
@@ -145,16 +145,16 @@ def main() -> None:
     args.people = len(train.classes)
     names = args.extractors.split(",")
     settings = dict(eps=args.eps / 255, extractors=names, steps=args.steps, momentum=args.momentum,
-                    ti_sigma=args.ti_sigma, diverse=args.diverse, away=args.away, psnr_floor=args.psnr_floor,
+                    ti_sigma=args.ti_sigma, diverse=args.diverse, affine_diversity=args.affine_diversity,
+                    away=args.away, psnr_floor=args.psnr_floor,
                     step_norm=args.step_norm, decoy=args.decoy,
                     decoy_pool=None if args.decoy_pool == "set" else celeba234_photos("val", 112),
                     base=create_method("segue", weights=args.base_weights) if args.base_weights else None)
-    if args.feature_dropout > 0 or args.affine_diversity:  # options that lost: experiments/feature_cloak_variants.py
+    if args.feature_dropout > 0:  # an option that lost: experiments/feature_cloak_variants.py
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
         from experiments.feature_cloak_variants import VariantFeatureCloak
 
-        method = VariantFeatureCloak(feature_dropout=args.feature_dropout, affine_diversity=args.affine_diversity,
-                                     **settings).fit(train, train.labels)
+        method = VariantFeatureCloak(feature_dropout=args.feature_dropout, **settings).fit(train, train.labels)
     else:
         method = create_method("feature-cloak", **settings).fit(train, train.labels)
     chosen = torch.isin(train.labels, torch.tensor(partial_persons(args.people))) if args.partial_only \

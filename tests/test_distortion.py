@@ -8,7 +8,7 @@ from segue.distortion import DistortionConfig, DistortionLayer, RandomRescale
 from segue.runtime import load_config_file
 from segue.training import TrainConfig
 
-ROBUST = {"jpeg_p": 1.0, "rescale_p": 1.0, "grey_p": 1.0, "strong_blur_p": 1.0}
+ROBUST = {"jpeg_p": 1.0, "rescale_p": 1.0, "grey_p": 1.0, "strong_blur_p": 1.0, "affine_p": 1.0}
 PAPER_OFF = dict(pgd_steps=0, blur_kernel=0, sharpness=1, hflip_p=0, vflip_p=0)
 
 

@@ -100,3 +100,17 @@ def test_starts_from_a_base_protection():
     assert (out - data.images).abs().max() <= 16 / 255 + 1e-6
     decoys = moved.decoys[0][data.labels]
     assert F.cosine_similarity(toy(out), decoys).mean() > F.cosine_similarity(toy(alone), decoys).mean() + 0.05
+
+
+def test_affine_diversity_warps_in_every_step_and_still_moves_toward_decoys():
+    data, toy = faces(), ToyExtractor()
+    kw = dict(eps=16 / 255, extractors=[toy], steps=10, momentum=1.0, psnr_floor=30.0, step_norm="l2")
+    method = create_method("feature-cloak", affine_diversity=True, **kw).fit(data, data.labels)
+    plain = create_method("feature-cloak", **kw).fit(data, data.labels)
+    assert len(method.diversity.stages) == len(plain.diversity.stages) + 1
+    assert method.config()["affine_diversity"] is True and plain.config()["affine_diversity"] is False
+    out = method.perturb(data.images, data.labels)
+    assert (out - data.images).abs().max() <= 16 / 255 + 1e-6
+    assert not torch.equal(out, plain.perturb(data.images, data.labels))
+    decoys = method.decoys[0][data.labels]
+    assert F.cosine_similarity(toy(out), decoys).mean() > F.cosine_similarity(toy(data.images), decoys).mean() + 0.05

@@ -25,6 +25,8 @@ class DistortionConfig:
         rescale_p, rescale_min: :class:`RandomRescale` (ours; off).
         grey_p: random grayscale (ours; off).
         strong_blur_p, strong_blur_sigma: a stronger random blur (ours; off).
+        affine_p: a small random rotation, shift and scale (:data:`AFFINE`; ours; off): the face
+            placed as another recogniser's own alignment would place it.
         adv_rho, adv_steps: :class:`AdversarialNoise` on the protected image (REM-style; off).
 
     Examples:
@@ -48,11 +50,16 @@ class DistortionConfig:
     grey_p: float = 0.0
     strong_blur_p: float = 0.0
     strong_blur_sigma: tuple[float, float] = (0.5, 1.5)
+    affine_p: float = 0.0
     adv_rho: float = 0.0  # >0: AdversarialNoise on x + delta (REM-style), applied before the other output stages
     adv_steps: int = 5
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+#: The warp of ``affine_p``: up to 8 degrees, 5 % shift, 8 % scale, borders repeated (fixed before it was measured).
+AFFINE = dict(degrees=8.0, translate=(0.05, 0.05), scale=(0.92, 1.08), padding_mode="border")
 
 
 class DistortionLayer(nn.Module):
@@ -90,6 +97,8 @@ class DistortionLayer(nn.Module):
             stages.append(PGD(cfg.pgd_rho, cfg.pgd_steps))
         if cfg.adv_rho > 0 and cfg.adv_steps > 0:
             stages.append(AdversarialNoise(cfg.adv_rho, cfg.adv_steps))
+        if cfg.affine_p > 0:  # geometry first: what follows (blur, rescale, JPEG) happens to the placed face
+            stages.append(KorniaStage(K.RandomAffine(**AFFINE, p=cfg.affine_p)))
         if cfg.blur_kernel > 1 and cfg.blur_sigma > 0:
             k = cfg.blur_kernel
             stages.append(KorniaStage(kornia.filters.GaussianBlur2d((k, k), (cfg.blur_sigma, cfg.blur_sigma))))

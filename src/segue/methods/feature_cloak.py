@@ -4,12 +4,14 @@ The slow, strong reference for the generator's feature term (:mod:`segue.cloak`)
 one-pass generator with that objective could reach at best. Fawkes (Shan et al., USENIX Security
 2020) and LowKey (Cherepanova et al., ICLR 2021) are of this kind; the transfer tricks are the
 standard ones for black-box adversarial examples: momentum (MI-FGSM, Dong et al. 2018), input
-diversity (DI, Xie et al. 2019; here the distortion layer's resize, blur, flip and JPEG) and
+diversity (DI, Xie et al. 2019; here the distortion layer's resize, blur, flip and JPEG, and with
+``affine_diversity`` a small rotation, shift and scale, as DI's resize-and-pad moves the face) and
 translation-invariant gradients (TI, Dong et al. 2019: the gradient smoothed by a Gaussian).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import kornia.filters
@@ -25,6 +27,9 @@ from segue.quality import rms_cap, within_psnr
 DIVERSITY = DistortionConfig(pgd_steps=0, blur_kernel=0, sharpness=1.0, hflip_p=0.5, vflip_p=0.0,
                              strong_blur_p=0.5, strong_blur_sigma=(0.1, 1.1), rescale_p=0.5, rescale_min=0.6,
                              jpeg_p=0.5, jpeg_quality=(50.0, 95.0))
+#: :data:`DIVERSITY` after a random affine warp (``affine_diversity``): the face also placed a little
+#: differently, as a recogniser that aligns faces itself (dlib's 5-point alignment) places it.
+AFFINE_DIVERSITY = dataclasses.replace(DIVERSITY, affine_p=0.7)
 
 
 def centroids(embeddings: torch.Tensor, labels: torch.Tensor, num: int) -> torch.Tensor:
@@ -49,6 +54,8 @@ class FeatureCloak(NoiseMethod):
         momentum: MI-FGSM decay (0: plain sign-PGD).
         ti_sigma: std (pixels) of TI's gradient smoothing (0: off).
         diverse: input diversity (:data:`DIVERSITY`) in every step.
+        affine_diversity: :data:`AFFINE_DIVERSITY` instead (False): on held-out people it lowered
+            dlib's accuracy further (docs/attacks.md).
         away: weight of "away from the photo's own clean embedding" (0).
         psnr_floor: dB; each step projects ``delta`` onto the L2 ball that keeps it (0: L-inf only).
         step_norm: ``"sign"`` (L-inf steps, ``2.5 * eps / steps``) or ``"l2"`` (steps along the
@@ -79,7 +86,8 @@ class FeatureCloak(NoiseMethod):
 
     def __init__(self, eps: float = 16 / 255, seed: int = 0, device: str | torch.device = "cpu",
                  extractors: tuple | list = ("facenet-torch",), steps: int = 20, momentum: float = 0.0,
-                 ti_sigma: float = 0.0, diverse: bool = True, away: float = 0.0, psnr_floor: float = 0.0,
+                 ti_sigma: float = 0.0, diverse: bool = True, affine_diversity: bool = False, away: float = 0.0,
+                 psnr_floor: float = 0.0,
                  step_norm: str = "sign", batch: int = 16, decoy: str = "next", decoy_pool: FaceSet | None = None,
                  base: NoiseMethod | None = None):
         super().__init__(eps, seed, device)
@@ -96,11 +104,13 @@ class FeatureCloak(NoiseMethod):
         self.diverse, self.away, self.psnr_floor, self.batch = bool(diverse), float(away), float(psnr_floor), int(batch)
         self.models: list = []
         self.decoys: list[torch.Tensor] = []
-        self.diversity = DistortionLayer.from_config(DIVERSITY)
+        self.affine_diversity = bool(affine_diversity)
+        self.diversity = DistortionLayer.from_config(AFFINE_DIVERSITY if self.affine_diversity else DIVERSITY)
 
     def config(self) -> dict:
         return {**super().config(), "extractors": self.extractor_names, "steps": self.steps, "momentum": self.momentum,
-                "ti_sigma": self.ti_sigma, "diverse": self.diverse, "away": self.away, "psnr_floor": self.psnr_floor,
+                "ti_sigma": self.ti_sigma, "diverse": self.diverse,
+                "affine_diversity": self.affine_diversity, "away": self.away, "psnr_floor": self.psnr_floor,
                 "step_norm": self.step_norm, "decoy": self.decoy,
                 "decoy_pool": None if self.decoy_pool is None else len(self.decoy_pool.classes),
                 "base": None if self.base is None else self.base.config()}
