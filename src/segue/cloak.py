@@ -13,7 +13,8 @@ dlib's network is the black-box attacker of the benchmarks and must never be an 
 so its numbers measure transfer.
 
 Status: the objective, its tests and pilots only (benchmarks/results/cloak_pilot*.md,
-docs/attacks.md): no generator trained with it has moved dlib yet, so nothing shipped uses it.
+docs/attacks.md): no generator trained with it protects against dlib yet (the best moved it on its
+own 20 ORL people only, not in the partial setting or on new people), so nothing shipped uses it.
 
 Example (the shipped FaceNet port as the one extractor)::
 
