@@ -56,7 +56,9 @@ class FeatureCloak(NoiseMethod):
         diverse: input diversity (:data:`DIVERSITY`) in every step.
         affine_diversity: :data:`AFFINE_DIVERSITY` instead (False): on held-out people it lowered
             dlib's accuracy further (docs/attacks.md).
-        away: weight of "away from the photo's own clean embedding" (0).
+        away: weight of "away from the photo's own clean embedding" (0). With FaceNet alone,
+            ``away=1`` and ``affine_diversity`` it brought dlib lowest on held-out people
+            (docs/attacks.md); the default stays 0 so earlier pilots' commands reproduce.
         psnr_floor: dB; each step projects ``delta`` onto the L2 ball that keeps it (0: L-inf only).
         step_norm: ``"sign"`` (L-inf steps, ``2.5 * eps / steps``) or ``"l2"`` (steps along the
             RMS-normalised gradient, ``2.5 * radius / steps``; needs ``psnr_floor``): under a PSNR
