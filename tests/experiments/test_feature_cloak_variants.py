@@ -39,4 +39,3 @@ def test_zero_dropout_is_the_package_cloak_and_dropout_still_attacks():
     decoys = dropped.decoys[0][data.labels]
     assert F.cosine_similarity(toy(out), decoys).mean() > F.cosine_similarity(toy(data.images), decoys).mean() + 0.05
     assert dropped.config()["feature_dropout"] == 0.1
-

@@ -54,7 +54,7 @@ class FeatureCloak(NoiseMethod):
         momentum: MI-FGSM decay (0: plain sign-PGD).
         ti_sigma: std (pixels) of TI's gradient smoothing (0: off).
         diverse: input diversity (:data:`DIVERSITY`) in every step.
-        affine_diversity: :data:`AFFINE_DIVERSITY` instead (False): on held-out people it lowered
+        affine_diversity: :data:`AFFINE_DIVERSITY` instead (False; only with ``diverse``): on held-out people it lowered
             dlib's accuracy further (docs/attacks.md).
         away: weight of "away from the photo's own clean embedding" (0). With FaceNet alone,
             ``away=1`` and ``affine_diversity`` it brought dlib lowest on held-out people
@@ -89,9 +89,8 @@ class FeatureCloak(NoiseMethod):
     def __init__(self, eps: float = 16 / 255, seed: int = 0, device: str | torch.device = "cpu",
                  extractors: tuple | list = ("facenet-torch",), steps: int = 20, momentum: float = 0.0,
                  ti_sigma: float = 0.0, diverse: bool = True, affine_diversity: bool = False, away: float = 0.0,
-                 psnr_floor: float = 0.0,
-                 step_norm: str = "sign", batch: int = 16, decoy: str = "next", decoy_pool: FaceSet | None = None,
-                 base: NoiseMethod | None = None):
+                 psnr_floor: float = 0.0, step_norm: str = "sign", batch: int = 16, decoy: str = "next",
+                 decoy_pool: FaceSet | None = None, base: NoiseMethod | None = None):
         super().__init__(eps, seed, device)
         if any(isinstance(n, str) and n.startswith("dlib") for n in extractors):
             raise ValueError("dlib is the black-box attacker: never a surrogate")
