@@ -31,9 +31,11 @@ import torch.nn.functional as F
 from _common import write_results
 from segue.attackers import create_attacker
 from segue.attackers.cache import EmbeddingCache
-from segue.data import FaceSet, celeba234_photos, load_celeba234, load_image_folder, load_orl, split_per_class, webface10_root
+from segue.data import (FaceSet, celeba234_photos, load_celeba234, load_image_folder, load_orl, orl_root,
+                        split_per_class, webface10_root)
 from segue.face_embedding import embed
 from segue.methods import create_method
+from segue.methods.base import quantise
 from segue.methods.feature_cloak import centroids
 from segue.quality import set_quality
 
@@ -58,6 +60,24 @@ def load(name: str, first: int, count: int, train_per_person: int) -> tuple[Face
     else:
         train, test = load_celeba234("test", 112)
     return people(train, first, count), people(test, first, count)
+
+
+def decoy_pool(name: str, data: str, first: int, count: int) -> FaceSet | None:
+    """FeatureCloak's decoy people: none (the protected set's own), the CelebA234 validation
+    people, or the ORL people (all 10 photos) outside the protected set."""
+    if name == "set":
+        return None
+    if name == "celeba234-val":
+        return celeba234_photos("val", 112)
+    orl = load_image_folder(orl_root(), 112, suffixes={".pgm"})
+    if data != "orl":
+        return orl
+    outside = [c for c in range(len(orl.classes)) if not first <= c < first + count]
+    keep = torch.isin(orl.labels, torch.tensor(outside)).nonzero().flatten()
+    sub = orl.subset(keep)
+    relabel = torch.full((len(orl.classes),), -1, dtype=torch.long)
+    relabel[outside] = torch.arange(len(outside))
+    return FaceSet(sub.images, relabel[sub.labels], [orl.classes[c] for c in outside], sub.paths)
 
 
 ATTACKERS = ("facenet-linear", "facenet-knn", "dlib-linear", "dlib-knn")
@@ -127,14 +147,19 @@ def main() -> None:
     ap.add_argument("--step-norm", choices=["sign", "l2"], default="sign", help="'l2' steps need --psnr-floor")
     ap.add_argument("--extractors", default="facenet-torch",
                     help="comma-separated segue.cloak.DIFFERENTIABLE names: the surrogate ensemble (never dlib)")
-    ap.add_argument("--decoy", choices=["next", "farthest"], default="next", help="FeatureCloak's decoy choice")
-    ap.add_argument("--decoy-pool", choices=["set", "celeba234-val"], default="set",
-                    help="decoys from the protected set's people, or from the CelebA234 validation people (outsiders)")
+    ap.add_argument("--decoy", choices=["next", "farthest", "none"], default="next",
+                    help="FeatureCloak's decoy choice ('none': the away term alone, no pool)")
+    ap.add_argument("--decoy-pool", choices=["set", "celeba234-val", "orl"], default="set",
+                    help="decoys from the protected set's people, from the CelebA234 validation people "
+                         "(outsiders, research-only photos) or from the ORL people outside the protected set")
     ap.add_argument("--partial-only", action="store_true",
                     help="protect only the partial setting's three people (cheap; no full-setting rows)")
     ap.add_argument("--base-weights", default=None,
                     help="start the cloak from this shipped generator's protection (segue list weights; "
                          "--steps 0: the generator alone)")
+    ap.add_argument("--then-weights", default=None,
+                    help="after the cloak, add this shipped generator's delta computed on the cloaked photo "
+                         "(the sum cut to the cloak's L-inf budget; its PSNR is reported, not floored)")
     ap.add_argument("--scratch", action="store_true",
                     help="also train the paper's from-scratch ResNet18 victim (full setting, seed 0; peak and final)")
     ap.add_argument("--partial-every", action="store_true",
@@ -148,7 +173,7 @@ def main() -> None:
                     ti_sigma=args.ti_sigma, diverse=args.diverse, affine_diversity=args.affine_diversity,
                     away=args.away, psnr_floor=args.psnr_floor,
                     step_norm=args.step_norm, decoy=args.decoy,
-                    decoy_pool=None if args.decoy_pool == "set" else celeba234_photos("val", 112),
+                    decoy_pool=decoy_pool(args.decoy_pool, args.data, args.first, args.people),
                     base=create_method("segue", weights=args.base_weights) if args.base_weights else None)
     if args.feature_dropout > 0:  # an option that lost: experiments/feature_cloak_variants.py
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -162,12 +187,16 @@ def main() -> None:
     t0 = time.perf_counter()
     cloaked = train.images.clone()
     cloaked[chosen] = method.perturb(train.images[chosen], train.labels[chosen])
+    if args.then_weights:  # the generator's from-scratch shortcut on top of the embedding cloak
+        gen = create_method("segue", weights=args.then_weights)
+        on_top = gen.perturb(cloaked[chosen], train.labels[chosen])
+        cloaked[chosen] = quantise(train.images[chosen], on_top - train.images[chosen], args.eps / 255)
     seconds = time.perf_counter() - t0
     n_cloaked = int(chosen.sum())
     moved, clean = embed(method.models[0], cloaked), embed(method.models[0], train.images)  # the first extractor's
     cents = centroids(clean, train.labels, args.people)
     own = F.cosine_similarity(moved, cents[train.labels])[chosen].mean().item()
-    to_target = F.cosine_similarity(moved, method.decoys[0][train.labels])[chosen].mean().item()
+    to_target = F.cosine_similarity(moved, method.decoys[0][train.labels])[chosen].mean().item() if method.decoys else None
     dlib = {k: torch.from_numpy(EmbeddingCache("dlib-crop").embed(v)) for k, v in (("clean", train.images), ("cloaked", cloaked))}
     dlib_cents = centroids(dlib["clean"], train.labels, args.people)  # measured only: dlib is never a surrogate
     dlib_own = {k: F.cosine_similarity(e, dlib_cents[train.labels])[chosen].mean().item() for k, e in dlib.items()}
@@ -181,22 +210,26 @@ def main() -> None:
         runs = {k: create_attacker("scratch").run(data, test) for k, data in
                 (("clean", train), ("cloaked", train.with_images(cloaked)))}
         rows["scratch"] = {k: r["final_acc"] for k, r in runs.items()} | {f"{k}_peak": r["peak_acc"] for k, r in runs.items()}
-    payload = {"method": method.config(), "data": args.data, "first_person": args.first, "people": args.people, "eps_255": args.eps,
+    payload = {"method": method.config(), "then_weights": args.then_weights,
+               "data": args.data, "first_person": args.first, "people": args.people, "eps_255": args.eps,
                "pgd_seconds": round(seconds, 1), "psnr_min_db": round(psnr.min().item(), 2),
                "seconds_per_image": round(seconds / n_cloaked, 2), "photos_cloaked": n_cloaked,
                "psnr_db": round(psnr.mean().item(), 2), "quality": quality,
                "cos_to_own_centroid": round(own, 3),
                "dlib_cos_to_own_centroid": {k: round(v, 3) for k, v in dlib_own.items()},
-               "cos_to_target_centroid": round(to_target, 3), "attackers": rows,
+               "cos_to_target_centroid": None if to_target is None else round(to_target, 3), "attackers": rows,
                "partial": partial_rows(train, test, cloaked, args.partial_every and not args.partial_only)}
     md = [f"## Feature-space pilot: {'+'.join(names)}-targeted PGD on {args.data} people {args.first}-{args.first + args.people - 1} "
           f"(112 px, L-inf {args.eps:g}/255, {args.steps} steps)", "",
           f"`python benchmarks/feature_transfer_pilot.py {' '.join(sys.argv[1:])}` on a 2-core CPU (per-image PGD, "
           "not a generator: the best case a generator with this objective could reach).", "",
-          f"Settings: `{method.config()}`.", "",
+          f"Settings: `{method.config()}`."
+          + (f" Then the `{args.then_weights}` generator's delta, computed on each cloaked photo, added on top "
+             f"(the sum cut to {args.eps:g}/255)." if args.then_weights else ""), "",
           f"PSNR {payload['psnr_db']} dB (min {payload['psnr_min_db']}), SSIM {quality['ssim_mean']}; "
-          f"after PGD, {names[0]} cosine to the person's own clean centroid {own:.3f}, to the "
-          f"target person's {to_target:.3f}; dlib (black box) cosine to the own clean centroid {dlib_own['clean']:.3f} "
+          f"after PGD, {names[0]} cosine to the person's own clean centroid {own:.3f}"
+          + (f", to the target person's {to_target:.3f}" if to_target is not None else " (no decoy)")
+          + f"; dlib (black box) cosine to the own clean centroid {dlib_own['clean']:.3f} "
           f"(clean photos) -> {dlib_own['cloaked']:.3f} (cloaked); {payload['seconds_per_image']} s per image "
           f"({n_cloaked} photos cloaked).", ""]
     if rows:

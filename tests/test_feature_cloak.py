@@ -114,3 +114,20 @@ def test_affine_diversity_warps_in_every_step_and_still_moves_toward_decoys():
     assert not torch.equal(out, plain.perturb(data.images, data.labels))
     decoys = method.decoys[0][data.labels]
     assert F.cosine_similarity(toy(out), decoys).mean() > F.cosine_similarity(toy(data.images), decoys).mean() + 0.05
+
+
+def test_no_decoy_pushes_each_photo_away_from_itself_alone():
+    """``decoy="none"``: no photos needed to load, one person is enough, and each photo's embedding
+    moves away from its own clean one."""
+    data, toy = faces(people=1), ToyExtractor()
+    method = create_method("feature-cloak", eps=16 / 255, extractors=[toy], steps=10, momentum=1.0, away=1.0,
+                           psnr_floor=30.0, step_norm="l2", decoy="none", batch=1).load()
+    assert method.decoys == [] and method.config()["decoy"] == "none"
+    out = method.perturb(data.images, data.labels)
+    assert (out - data.images).abs().max() <= 16 / 255 + 1e-6
+    cos = F.cosine_similarity(toy(out), toy(data.images))
+    assert cos.mean() < 0.8, cos  # 1 before
+    with pytest.raises(ValueError, match="away > 0"):
+        create_method("feature-cloak", extractors=[toy], decoy="none")
+    with pytest.raises(RuntimeError, match="call fit first"):
+        create_method("feature-cloak", extractors=[toy], decoy="none", away=1.0).perturb(data.images, data.labels)

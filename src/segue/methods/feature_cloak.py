@@ -58,15 +58,18 @@ class FeatureCloak(NoiseMethod):
             dlib's accuracy further (docs/attacks.md).
         away: weight of "away from the photo's own clean embedding" (0). With FaceNet alone,
             ``away=1`` and ``affine_diversity`` it brought dlib lowest on held-out people
-            (docs/attacks.md); the default stays 0 so earlier pilots' commands reproduce.
+            (docs/attacks.md; with ``decoy="none"`` it is ``segue protect --cloak``); the default
+            stays 0 so earlier pilots' commands reproduce.
         psnr_floor: dB; each step projects ``delta`` onto the L2 ball that keeps it (0: L-inf only).
         step_norm: ``"sign"`` (L-inf steps, ``2.5 * eps / steps``) or ``"l2"`` (steps along the
             RMS-normalised gradient, ``2.5 * radius / steps``; needs ``psnr_floor``): under a PSNR
             floor the binding budget is an L2 ball, and sign steps spend it on pixels that matter little.
         batch: photos per PGD batch (16).
-        decoy: ``"next"`` (label ``l`` -> pool person ``l + 1``, or ``l`` for an outside pool) or
+        decoy: ``"next"`` (label ``l`` -> pool person ``l + 1``, or ``l`` for an outside pool),
             ``"farthest"`` (the pool person whose centroid is least like ``l``'s own, mean over the
-            extractors: Fawkes' choice, the longest way for the embedding to travel).
+            extractors: Fawkes' choice, the longest way for the embedding to travel) or ``"none"``
+            (no decoy and no pool: only the ``away`` term, so each photo is protected on its own,
+            needing neither the person's other photos nor anyone else's).
         decoy_pool: a :class:`FaceSet` whose people are the decoys (default: the fit set's people,
             which needs two or more).
         base: a fitted :class:`NoiseMethod` whose protection the PGD starts from (e.g. Segue's
@@ -96,8 +99,10 @@ class FeatureCloak(NoiseMethod):
             raise ValueError("dlib is the black-box attacker: never a surrogate")
         if step_norm not in ("sign", "l2") or (step_norm == "l2" and psnr_floor <= 0):
             raise ValueError("step_norm is 'sign', or 'l2' with a psnr_floor")
-        if decoy not in ("next", "farthest"):
-            raise ValueError("decoy is 'next' or 'farthest'")
+        if decoy not in ("next", "farthest", "none"):
+            raise ValueError("decoy is 'next', 'farthest' or 'none'")
+        if decoy == "none" and (away <= 0 or decoy_pool is not None):
+            raise ValueError("decoy 'none' leaves only the away term: needs away > 0 and no decoy_pool")
         self.step_norm, self.decoy, self.decoy_pool, self.base = step_norm, decoy, decoy_pool, base
         self.extractors = list(extractors)
         self.extractor_names = [n if isinstance(n, str) else type(n).__name__ for n in extractors]
@@ -116,17 +121,26 @@ class FeatureCloak(NoiseMethod):
                 "decoy_pool": None if self.decoy_pool is None else len(self.decoy_pool.classes),
                 "base": None if self.base is None else self.base.config()}
 
-    def fit(self, train: FaceSet, side_labels: torch.Tensor) -> "FeatureCloak":
+    def load(self) -> "FeatureCloak":
+        """Build the extractors: all ``decoy="none"`` needs before :meth:`perturb` (no photos)."""
         from segue.cloak import DIFFERENTIABLE
+
+        self.models = [DIFFERENTIABLE.create(n, self.device) if isinstance(n, str) else n for n in self.extractors]
+        self.decoys = []
+        return self
+
+    def fit(self, train: FaceSet, side_labels: torch.Tensor) -> "FeatureCloak":
         from segue.face_embedding import embed
 
+        self.load()
+        if self.decoy == "none":
+            return self
         labels = torch.as_tensor(side_labels)
         num = int(labels.max()) + 1
         pool, pool_labels = (train, labels) if self.decoy_pool is None else (self.decoy_pool, self.decoy_pool.labels)
         size = int(pool_labels.max()) + 1
         if self.decoy_pool is None and num < 2:
             raise ValueError("feature-cloak draws each person's decoy from another person in the set: needs two or more")
-        self.models = [DIFFERENTIABLE.create(n, self.device) if isinstance(n, str) else n for n in self.extractors]
         own, cands = [], []
         for model in self.models:
             own.append(centroids(embed(model, train.images, device=self.device), labels, num))
@@ -140,12 +154,13 @@ class FeatureCloak(NoiseMethod):
         self.decoys = [c[pick] for c in cands]
         return self
 
-    def objective(self, x: torch.Tensor, clean: list[torch.Tensor], targets: list[torch.Tensor]) -> torch.Tensor:
-        """Summed over the batch and the extractors: higher is a better cloak."""
+    def objective(self, x: torch.Tensor, clean: list[torch.Tensor], targets: list[torch.Tensor | None]) -> torch.Tensor:
+        """Summed over the batch and the extractors: higher is a better cloak (a ``None`` target: away only)."""
         total = x.new_zeros(())
         for model, e_clean, t in zip(self.models, clean, targets):
             e = model(x)
-            total = total + F.cosine_similarity(e, t).sum() - self.away * F.cosine_similarity(e, e_clean).sum()
+            toward = x.new_zeros(()) if t is None else F.cosine_similarity(e, t).sum()
+            total = total + toward - self.away * F.cosine_similarity(e, e_clean).sum()
         return total
 
     def smooth(self, grad: torch.Tensor) -> torch.Tensor:
@@ -154,7 +169,7 @@ class FeatureCloak(NoiseMethod):
         k = 2 * math.ceil(2 * self.ti_sigma) + 1
         return kornia.filters.gaussian_blur2d(grad, (k, k), (self.ti_sigma, self.ti_sigma))
 
-    def attack(self, x: torch.Tensor, targets: list[torch.Tensor], start: torch.Tensor | None = None) -> torch.Tensor:
+    def attack(self, x: torch.Tensor, targets: list[torch.Tensor | None], start: torch.Tensor | None = None) -> torch.Tensor:
         """``delta`` for one batch, from ``start`` (zeros): MI-FGSM with DI and TI, projected on the
         L-inf (and PSNR) budget."""
         with torch.no_grad():
@@ -181,7 +196,7 @@ class FeatureCloak(NoiseMethod):
 
     def perturb(self, images: torch.Tensor, side_labels: torch.Tensor) -> torch.Tensor:
         if not self.models:
-            raise RuntimeError("call fit first: the decoys come from the clean training photos")
+            raise RuntimeError("call fit first (load with decoy 'none'): the decoys come from the clean training photos")
         labels = torch.as_tensor(side_labels)
         out = []
         with torch.random.fork_rng(devices=[]):
@@ -190,7 +205,8 @@ class FeatureCloak(NoiseMethod):
                 x = images[i : i + self.batch].to(self.device)
                 y = labels[i : i + self.batch].to(self.device)
                 start = None if self.base is None else self.base.perturb(x, y).to(self.device) - x
-                delta = self.attack(x, [d.to(self.device)[y] for d in self.decoys], start)
+                targets = [d.to(self.device)[y] for d in self.decoys] or [None] * len(self.models)
+                delta = self.attack(x, targets, start)
                 out.append(self.round_to_budget(x, delta).cpu())
         return torch.cat(out)
 
