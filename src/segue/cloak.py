@@ -14,7 +14,9 @@ so its numbers measure transfer.
 
 Status: the objective, its tests and pilots only (benchmarks/results/cloak_pilot*.md,
 docs/attacks.md): no generator trained with it protects against dlib yet (the best moved it on its
-own 20 ORL people only, not in the partial setting or on new people), so nothing shipped uses it.
+own 20 ORL people only, not in the partial setting or on new people), so no shipped generator uses
+it. What ships against pretrained recognisers is the per-photo PGD of
+:mod:`segue.methods.feature_cloak` (``segue protect --cloak``, :mod:`segue.protect.cloaker`).
 
 Example (the shipped FaceNet port as the one extractor)::
 

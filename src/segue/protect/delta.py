@@ -30,14 +30,16 @@ def generator_deltas(generator: Generator, x: torch.Tensor, labels: torch.Tensor
 
     CPU convolutions may pick different kernels for different batch sizes (we measured
     5e-8 differences between batches of 3 and 8), which flips a few rounded pixels; a fixed
-    chunk size makes every image's result independent of its neighbours.
+    chunk size makes every image's result independent of its neighbours. A module whose
+    ``fixed_batch`` is False (the per-photo cloak) gets the last chunk unpadded.
     """
     device = next(generator.parameters()).device
+    pad = getattr(generator, "fixed_batch", True)
     out = []
     for start in range(0, len(x), batch_size):
         xb, yb = x[start : start + batch_size], labels[start : start + batch_size]
         n = len(xb)
-        if n < batch_size:
+        if n < batch_size and pad:
             xb = torch.cat([xb, xb.new_zeros(batch_size - n, *xb.shape[1:])])
             yb = torch.cat([yb, yb.new_zeros(batch_size - n)])
         out.append(generator(xb.to(device), yb.to(device))[:n].cpu())

