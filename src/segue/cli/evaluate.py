@@ -40,7 +40,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from segue.demo import run_demo
 
-    run_demo(out_dir=Path(args.output), device=resolve_device(args.device), quick=args.quick)
+    run_demo(out_dir=Path(args.output), device=resolve_device(args.device), quick=args.quick, cloak=args.cloak)
     return 0
 
 def add_parser(sub) -> None:
@@ -66,5 +66,8 @@ def add_parser(sub) -> None:
     d = sub.add_parser("demo", help="the whole story on the embedded ORL faces (no network, < 10 min on CPU)")
     d.add_argument("-o", "--output", default="segue-demo")
     d.add_argument("--quick", action="store_true", help="a 1-minute smoke version (fewer epochs)")
+    d.add_argument("--cloak", action="store_true",
+                   help="also protect the photos with segue protect --cloak (per-photo FaceNet PGD, ~4 more "
+                        "minutes) and measure both attackers on them; needs the attacks extra")
     d.add_argument("--device", default="auto")
     d.set_defaults(func=cmd_demo)
