@@ -79,6 +79,8 @@ def protect_folder(generator: Generator, in_dir: str | Path, out_dir: str | Path
     """Protect every image under ``in_dir`` into ``out_dir``; returns (and writes) the report.
 
     Labels: one per subfolder, the files directly in ``in_dir`` one more (a flat folder: 0).
+    ``generator`` may also be a :class:`segue.protect.cloaker.Cloaker` (``segue protect --cloak``),
+    which has a generator's call; ``report.json`` then records its settings under ``protection``.
 
     ``opts.workers`` threads each take one batch at a time through :func:`protect_batch`, with
     an equal share of torch's threads (on 2 cores: one each). Whole batches side by side keep
