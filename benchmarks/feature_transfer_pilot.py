@@ -164,12 +164,13 @@ def main() -> None:
                     help="also train the paper's from-scratch ResNet18 victim (full setting, seed 0; peak and final)")
     ap.add_argument("--partial-every", action="store_true",
                     help="the partial setting protects every person in turn, not three (needs the full setting)")
+    ap.add_argument("--seed", type=int, default=0, help="FeatureCloak's seed (its input-diversity draws)")
     ap.add_argument("--name", default="feature_transfer_pilot")
     args = ap.parse_args()
     train, test = load(args.data, args.first, args.people, args.train_per_person)
     args.people = len(train.classes)
     names = args.extractors.split(",")
-    settings = dict(eps=args.eps / 255, extractors=names, steps=args.steps, momentum=args.momentum,
+    settings = dict(eps=args.eps / 255, seed=args.seed, extractors=names, steps=args.steps, momentum=args.momentum,
                     ti_sigma=args.ti_sigma, diverse=args.diverse, affine_diversity=args.affine_diversity,
                     away=args.away, psnr_floor=args.psnr_floor,
                     step_norm=args.step_norm, decoy=args.decoy,

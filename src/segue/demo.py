@@ -32,6 +32,8 @@ NOT_MEASURED = ("not measured by the demo: FaceNet and other pretrained recognis
                 "attacks on the training data (README, 'What segue protects against')")
 DLIB_MISSING = ("pretrained face recogniser (dlib) not measured: pip install 'segue[unsupervised]'; no shipped "
                 "generator stops it (README, 'What segue protects against')")
+CLOAK_HINT = ("no generator stops pretrained recognisers; segue protect --cloak does on the people measured "
+              "(not the from-scratch victim): segue demo --cloak shows it")
 QUICK = {"size": 32, "gen_epochs": 2, "victim_epochs": 4, "cloak_steps": 2}
 
 
@@ -144,5 +146,7 @@ def run_demo(out_dir: Path, device: torch.device, quick: bool = False, seed: int
     print(f"wrote {out_dir / 'results.json'} and {out_dir / 'samples.png'}")
     for line in verdicts:
         print(f"verdict: {line}.")
+    if not cloak:
+        print(f"{CLOAK_HINT}.")
     print(f"{NOT_MEASURED}.")
     return result
