@@ -15,6 +15,7 @@ Writes benchmarks/results/cloak_cli_wf10.{json,md}.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -56,18 +57,20 @@ def main() -> None:
         mirror(clean.paths, root / "train_clean", src)
         seconds = {"cloak": timed_protect([str(src), "-o", str(cloaked_dir), "--cloak", "--ssim-every", "1"]),
                    "default": timed_protect([str(src), "-o", str(default_dir), "--weights", "default"])}
-        report = __import__("json").loads((cloaked_dir / "report.json").read_text())
+        report = json.loads((cloaked_dir / "report.json").read_text())
         cloaked = load_image_folder(cloaked_dir, args.size)
     if cloaked.classes != clean.classes or [Path(p).name for p in cloaked.paths] != [Path(p).name for p in clean.paths]:
         raise SystemExit("the protected folder does not mirror the input")
-    rows = {name: {"clean": create_attacker(name).run(clean, test)["final_acc"],
-                   "cloaked": create_attacker(name).run(cloaked, test)["final_acc"]} for name in ATTACKERS}
+    attackers = {name: create_attacker(name) for name in ATTACKERS}  # each loads its model and cache once
+    rows = {name: {"clean": a.run(clean, test)["final_acc"], "cloaked": a.run(cloaked, test)["final_acc"]}
+            for name, a in attackers.items()}
     partial = partial_rows(clean, test, cloaked.images, every=True)
     cleaned = {}
-    for cm in (n for n in COUNTERMEASURES.list() if COUNTERMEASURES.create(n).kind == "data"):
-        fit = lambda images: create_attacker("dlib-linear").run(  # noqa: E731
-            clean.with_images(apply_data([create_countermeasure(cm)], images, clean.labels)), test)["final_acc"]
-        cleaned[cm] = {"clean": fit(clean.images), "cloaked": fit(cloaked.images)}
+    for name in (n for n in COUNTERMEASURES.list() if create_countermeasure(n).kind == "data"):
+        cleaned[name] = {k: attackers["dlib-linear"].run(  # a fresh countermeasure per set, as an attacker would
+                             clean.with_images(apply_data([create_countermeasure(name)], images, clean.labels)),
+                             test)["final_acc"]
+                         for k, images in (("clean", clean.images), ("cloaked", cloaked.images))}
     n = len(clean)
     payload = {"command": "python benchmarks/cloak_cli.py " + " ".join(sys.argv[1:]), "photos": n,
                "people": len(clean.classes), "attacker_size": args.size, "protection": report["protection"],

@@ -61,18 +61,9 @@ def dlib_rows(train, test, sets: dict[str, torch.Tensor]) -> dict:
     """dlib-linear (pretrained 128-d embedding + logistic regression) fitted on each set of training photos."""
     from segue.attackers import create_attacker
 
-    chance = 1 / len(train.classes)
-    return {name: {"final_acc": create_attacker("dlib-linear").run(train.with_images(images), test)["final_acc"],
-                   "chance": chance} for name, images in sets.items()}
-
-
-def cloak_photos(images: torch.Tensor, labels: torch.Tensor, steps: int, device: torch.device, seed: int) -> torch.Tensor:
-    """``segue protect --cloak``'s per-photo FaceNet cloak (``steps`` PGD steps) on in-memory photos."""
-    from segue.methods.feature_cloak import FeatureCloak
-    from segue.protect.cloaker import CLOAK_SETTINGS
-
-    method = FeatureCloak(**{**CLOAK_SETTINGS, "steps": steps}, seed=seed, device=device).load()
-    return method.perturb(images, labels)
+    attacker, chance = create_attacker("dlib-linear"), 1 / len(train.classes)  # one dlib model and cache for all
+    return {name: {"final_acc": attacker.run(train.with_images(images), test)["final_acc"], "chance": chance}
+            for name, images in sets.items()}
 
 
 def run_demo(out_dir: Path, device: torch.device, quick: bool = False, seed: int = 0, cloak: bool = False) -> dict:
@@ -102,7 +93,9 @@ def run_demo(out_dir: Path, device: torch.device, quick: bool = False, seed: int
     if cloak:
         print(f"cloaking {len(train)} photos against FaceNet ({p['cloak_steps']} PGD steps each) ...")
         t0 = time.perf_counter()
-        sets["cloaked"] = cloak_photos(train.images, train.labels, p["cloak_steps"], device, seed)
+        from segue.protect.cloaker import create_cloak  # segue protect --cloak's settings, on in-memory photos
+
+        sets["cloaked"] = create_cloak(device, seed, steps=p["cloak_steps"]).perturb(train.images, train.labels)
         cloak_seconds = time.perf_counter() - t0
     vcfg = VictimConfig(epochs=p["victim_epochs"], seed=seed)
     victims = {}

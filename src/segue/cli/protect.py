@@ -29,15 +29,7 @@ def cmd_protect(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     try:
-        if args.cloak:
-            from segue.protect import protect_folder, settle_process
-            from segue.protect.cloaker import Cloaker
-
-            opts.workers = 1  # one lane: the PGD's random input diversity is then the same on every run
-            generator = Cloaker(device=device)
-            settle_process()
-            report = protect_folder(generator, args.input, args.output, opts, progress=not args.quiet)
-        elif args.engine == "ray":
+        if args.engine == "ray":
             from segue.ray_engine import protect_folder_ray
 
             report = protect_folder_ray(args.weights, args.input, args.output, opts, device=str(device),
@@ -45,8 +37,13 @@ def cmd_protect(args: argparse.Namespace) -> int:
         else:
             from segue.checkpoint import load_protector
             from segue.protect import protect_folder, settle_process
+            from segue.protect.cloaker import Cloaker
 
-            generator, opts.side_info = load_protector(args.weights, device)
+            if args.cloak:
+                opts.workers = 1  # one lane: the PGD's random input diversity is then the same on every run
+                generator = Cloaker(device=device)
+            else:
+                generator, opts.side_info = load_protector(args.weights, device)
             settle_process()
             report = protect_folder(generator, args.input, args.output, opts, progress=not args.quiet)
     except KeyboardInterrupt:

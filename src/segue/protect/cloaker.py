@@ -26,6 +26,11 @@ CLOAK_SETTINGS = dict(eps=16 / 255, extractors=("facenet-torch",), steps=20, mom
                       affine_diversity=True, away=1.0, psnr_floor=30.0, step_norm="l2", decoy="none")
 
 
+def create_cloak(device: str | torch.device = "cpu", seed: int = 0, **overrides) -> FeatureCloak:
+    """The loaded :class:`FeatureCloak` of ``segue protect --cloak`` (:data:`CLOAK_SETTINGS`, ``overrides`` on top)."""
+    return FeatureCloak(**{**CLOAK_SETTINGS, **overrides}, seed=seed, device=device).load()
+
+
 @dataclass
 class CloakerConfig:
     """What the protect pipeline reads from a generator's config: the size it works at."""
@@ -59,7 +64,7 @@ class Cloaker(nn.Module):
 
     def __init__(self, method: FeatureCloak | None = None, image_size: int = 112, device: str | torch.device = "cpu"):
         super().__init__()
-        self.method = method if method is not None else FeatureCloak(**CLOAK_SETTINGS, device=device).load()
+        self.method = method if method is not None else create_cloak(device)
         if not self.method.models:
             raise ValueError("load or fit the FeatureCloak first")
         self.extractors = nn.ModuleList(self.method.models)  # parameters(): the device the pipeline sends photos to
@@ -70,7 +75,7 @@ class Cloaker(nn.Module):
         # tensor made outside it is an ordinary one.
         with torch.inference_mode(False), torch.enable_grad():
             x = x.clone()
-            return self.method.perturb(x, side_labels.clone()).to(x.device) - x
+            return self.method.perturb(x, side_labels).to(x.device) - x
 
     def protect(self, x: torch.Tensor, side_labels: torch.Tensor) -> torch.Tensor:
         """Cloaked image (8-bit values), as :meth:`segue.generator.Generator.protect`."""
