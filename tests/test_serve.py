@@ -103,3 +103,44 @@ def test_zip_of_several(client):
     assert r.status_code == 200
     names = zipfile.ZipFile(io.BytesIO(r.content)).namelist()
     assert sorted(names) == ["p0.png", "p1.png", "p2.png"]
+
+
+class TinyEmbedding(torch.nn.Module):
+    """A stand-in face extractor: unit embeddings from a random conv net (no weights to load)."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(),
+                                       torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+
+    def forward(self, x):
+        return torch.nn.functional.normalize(self.net(x), dim=1)
+
+
+def test_cloak_app_says_what_it_stops_and_keeps_its_budget():
+    from segue.methods.feature_cloak import FeatureCloak
+    from segue.protect.cloaker import CLOAK_SETTINGS, Cloaker
+
+    torch.manual_seed(0)
+    method = FeatureCloak(**{**CLOAK_SETTINGS, "extractors": [TinyEmbedding()], "steps": 2}).load()
+    cloak = TestClient(create_app(generator=Cloaker(method, image_size=32), max_bytes=200_000, max_pixels=300 * 300))
+    health = cloak.get("/api/health").json()
+    assert health["protection"] == "cloak" and health["eps_255"] == 16
+    assert "does not stop a network trained from scratch" in health["limits"].lower()
+    r = cloak.post("/api/protect", files={"file": ("a.png", png_bytes(), "image/png")})
+    assert r.status_code == 200 and r.headers["X-Segue-Status"] == "protected"
+    out = np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB")).astype(int)
+    src = np.asarray(Image.open(io.BytesIO(png_bytes())).convert("RGB")).astype(int)
+    assert 0 < np.abs(out - src).max() <= 16 and float(r.headers["X-Segue-PSNR"]) >= 30
+
+
+def test_generator_app_says_it_does_not_stop_pretrained_recognisers(client):
+    limits = client.get("/api/health").json()["limits"]
+    assert client.get("/api/health").json()["protection"] == "generator" and "does NOT stop pretrained" in limits
+
+
+def test_serve_refuses_cloak_with_weights(capsys):
+    from segue.cli import main
+
+    assert main(["serve", "--cloak", "--weights", "default"]) == 2
+    assert "--cloak replaces the generator" in capsys.readouterr().err

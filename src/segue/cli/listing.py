@@ -10,6 +10,8 @@ from segue.checkpoint import SHIPPED
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the local web app (needs the ``segue[serve]`` extra)."""
+    if args.cloak and args.weights:
+        raise ValueError("--cloak replaces the generator: not with --weights")
     try:
         import uvicorn
 
@@ -18,8 +20,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ValueError("segue serve needs the web extra: pip install 'segue[serve]'") from None
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"segue serve: warning: listening on {args.host}: other machines can send photos to it", file=sys.stderr)
+    generator = None
+    if args.cloak:
+        from segue.protect.cloaker import Cloaker
+
+        generator = Cloaker()
     print(f"segue serve: open http://{args.host}:{args.port}/ (Ctrl-C to stop)", file=sys.stderr)
-    uvicorn.run(create_app(args.weights), host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(create_app(args.weights, generator=generator), host=args.host, port=args.port, log_level="warning")
     return 0
 
 
@@ -70,4 +77,7 @@ def add_parser(sub) -> None:
     v.add_argument("--host", default="127.0.0.1")
     v.add_argument("--port", type=int, default=8000)
     v.add_argument("--weights", help=f"generator .safetensors or a shipped name: {', '.join(SHIPPED)}")
+    v.add_argument("--cloak", action="store_true",
+                   help="the per-photo cloak of segue protect --cloak instead of a generator: against pretrained face "
+                        "recognisers, not a network trained from scratch; about a second a face")
     v.set_defaults(func=cmd_serve)

@@ -18,12 +18,21 @@ from pathlib import Path
 from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image, UnidentifiedImageError
+from torch import nn
 
 from segue.checkpoint import load_generator
 from segue.generator import Generator
 from segue.imageio import BadImage, Photo, read_photo
 from segue.protect import Job, ProtectOptions, Protector
 
+#: What the page says the loaded protection stops and does not stop (docs/attacks.md), first thing on screen.
+LIMITS = {
+    "generator": "Stops a face-recognition network trained from scratch on your photos. It does NOT stop "
+                 "pretrained face recognisers (an attacker who embeds your photos with dlib or FaceNet and fits "
+                 "a classifier): for those, run segue serve --cloak.",
+    "cloak": "Cloaks each face against pretrained face recognisers (dlib and FaceNet measured). It does NOT "
+             "stop a network trained from scratch on your photos, and takes about a second a face.",
+}
 MEDIA_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 SUFFIXES = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
 
@@ -72,10 +81,12 @@ class PhotoProtector:
 
 
 def create_app(weights: str | Path | None = None, max_bytes: int = 20 * 2**20, max_pixels: int = 40_000_000,
-               generator: Generator | None = None) -> FastAPI:
-    """Build the app around a generator (default: the shipped WebFace10 weights)."""
+               generator: Generator | nn.Module | None = None) -> FastAPI:
+    """Build the app around a generator (default: the shipped WebFace10 weights) or anything with
+    its call, such as :class:`segue.protect.cloaker.Cloaker` (``segue serve --cloak``)."""
     if generator is None:
         generator, _ = load_generator(weights, "cpu")
+    protection = generator.describe() if hasattr(generator, "describe") else {"method": "generator"}
     protector = PhotoProtector(generator.eval(), max_bytes, max_pixels)
     app = FastAPI(title="segue", description="Protect face photos from face-recognition training, locally.")
 
@@ -89,9 +100,10 @@ def create_app(weights: str | Path | None = None, max_bytes: int = 20 * 2**20, m
 
     @app.get("/api/health")
     def health() -> dict:
-        """Liveness plus what the loaded generator does."""
+        """Liveness plus what the loaded protection does, and what it does not stop."""
         cfg = generator.config
         return {"status": "ok", "eps_255": round(generator.eps * 255, 3), "image_size": cfg.image_size,
+                "protection": protection["method"], "limits": LIMITS[protection["method"]],
                 "max_bytes": max_bytes, "max_pixels": max_pixels}
 
     @app.post("/api/protect", responses={200: {"content": {"image/png": {}}}, 413: {}, 415: {}, 422: {}})
