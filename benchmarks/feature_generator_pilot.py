@@ -26,11 +26,12 @@ import sys
 import time
 
 import torch
+import torch.nn.functional as F
 
 from _common import write_results
 from feature_transfer_pilot import ATTACKERS, partial_md, partial_rows, people
 from segue.attackers import create_attacker
-from segue.checkpoint import load_generator
+from segue.checkpoint import load_generator, save_generator
 from segue.data import FaceSet, load_celeba234, load_orl
 from segue.generator import Generator, GeneratorConfig
 from segue.methods import create_method
@@ -49,14 +50,36 @@ def measure(generator: Generator, train: FaceSet, test: FaceSet) -> dict:
             "partial": partial_rows(train, test, protected)}
 
 
-def load_sets(data: str, count: int) -> tuple[FaceSet, FaceSet, FaceSet, FaceSet]:
+class _Stop(Exception):
+    """Raised by a forward hook to end a forward pass at the layer it hooks."""
+
+
+def mid_features(model: torch.nn.Module, x: torch.Tensor, layer: str) -> torch.Tensor:
+    """FaceNet's feature map after ``layer`` (e.g. ``mixed_6a``), the forward pass cut there."""
+    out = {}
+
+    def hook(module, args, output):
+        out["f"] = output
+        raise _Stop
+
+    handle = getattr(model.net, layer).register_forward_hook(hook)
+    try:
+        model(x)
+    except _Stop:
+        pass
+    finally:
+        handle.remove()
+    return out["f"].flatten(1)
+
+
+def load_sets(data: str, count: int, new_people: str = "val") -> tuple[FaceSet, FaceSet, FaceSet, FaceSet]:
     """G's training people (training and test photos) and new people (the same), at 112 px."""
     if data == "orl":
         orl_train, orl_test = load_orl(size=112, train_per_class=8)
         return (people(orl_train, 0, count), people(orl_test, 0, count),
                 people(orl_train, count, count), people(orl_test, count, count))
     train, test = load_celeba234("train", 112, num_classes=count)
-    new_train, new_test = load_celeba234("val", 112)
+    new_train, new_test = load_celeba234(new_people, 112)
     return train, test, new_train, new_test
 
 
@@ -69,18 +92,35 @@ def main() -> None:
     ap.add_argument("--eps", type=float, default=16)
     ap.add_argument("--psnr-floor", type=float, default=30.0)
     ap.add_argument("--extractors", default="facenet-torch,celeba-cosface")
+    ap.add_argument("--decoy", choices=["next", "none"], default="next",
+                    help="none: G learns the away-only objective of `segue protect --cloak` (needs --away > 0)")
+    ap.add_argument("--away", type=float, default=0.0, help="weight of 'away from the photo's own clean embedding'")
+    ap.add_argument("--affine", action="store_true", help="affine input diversity, as the shipped cloak")
+    ap.add_argument("--mid-layer", help="also push FaceNet's feature map after this layer (e.g. mixed_6a) away from "
+                    "the clean photo's, on the undiversified photo (mid-layer features transfer across networks: LTP, "
+                    "Salzmann et al. 2021)")
+    ap.add_argument("--mid-weight", type=float, default=1.0)
+    ap.add_argument("--skip-seen", action="store_true", help="measure only the new people (saves ~15 min on celeba234)")
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--max-seconds", type=float, default=1200)
     ap.add_argument("--log-every", type=int, default=10, help="steps per history row")
     ap.add_argument("--name", default="feature_generator_pilot")
+    ap.add_argument("--save", help="write G's weights here (.safetensors) after training")
+    ap.add_argument("--load", help="G's weights to measure instead of training (--max-seconds ignored)")
+    ap.add_argument("--new-people", choices=["val", "test"], default="val",
+                    help="celeba234: the new people G is measured on (test: only for a G already chosen on val)")
     args = ap.parse_args()
     torch.manual_seed(0)
-    train, test, new_train, new_test = load_sets(args.data, args.people)
-    cloak = create_method("feature-cloak", eps=args.eps / 255, extractors=args.extractors.split(",")).fit(train, train.labels)
+    train, test, new_train, new_test = load_sets(args.data, args.people, args.new_people)
+    cloak = create_method("feature-cloak", eps=args.eps / 255, extractors=args.extractors.split(","), decoy=args.decoy,
+                          away=args.away, affine_diversity=args.affine).fit(train, train.labels)
     cfg = GeneratorConfig(eps=args.eps / 255, psnr_floor=args.psnr_floor, image_size=112)
     generator = Generator(cfg)
     generator.load_state_dict(init_state("default", cfg, load_generator))
+    if args.load:
+        generator, _ = load_generator(args.load, "cpu")
+        args.max_seconds = 0
     opt = torch.optim.Adam(generator.parameters(), lr=args.lr)
     with torch.no_grad():
         clean = [m(train.images) for m in cloak.models]
@@ -92,40 +132,56 @@ def main() -> None:
                 break
             idx = order[i : i + args.batch]
             x, y = train.images[idx], train.labels[idx]
-            protected = cloak.diversity(generator.protect(x, y))
-            score = cloak.objective(protected, [c[idx] for c in clean], [d[y] for d in cloak.decoys])
-            loss = -score / (len(idx) * len(cloak.models))  # mean cosine to the decoy, negated
+            protected = generator.protect(x, y)
+            targets = [d[y] for d in cloak.decoys] or [None] * len(cloak.models)
+            score = cloak.objective(cloak.diversity(protected), [c[idx] for c in clean], targets)
+            if args.mid_layer:
+                with torch.no_grad():
+                    reference = mid_features(cloak.models[0], x, args.mid_layer)
+                mid = F.cosine_similarity(mid_features(cloak.models[0], protected, args.mid_layer), reference).sum()
+                score = score - args.mid_weight * mid
+            loss = -score / (len(idx) * len(cloak.models))  # mean cosine to the decoy (minus away x own), negated
             opt.zero_grad()
             loss.backward()
             opt.step()
             losses.append(-loss.item())
             steps += 1
             if steps % args.log_every == 0:
-                history.append({"steps": steps, "cos_decoy": round(sum(losses) / len(losses), 4),
+                history.append({"steps": steps, "objective": round(sum(losses) / len(losses), 4),
                                 "seconds": round(time.perf_counter() - t0, 1)})
                 print(history[-1], file=sys.stderr, flush=True)
                 losses = []
     generator.eval()
-    seen, unseen = measure(generator, train, test), measure(generator, new_train, new_test)
+    if args.save:
+        save_generator(generator, args.save, {"command": "python benchmarks/feature_generator_pilot.py " + " ".join(sys.argv[1:])})
+    seen = None if args.skip_seen else measure(generator, train, test)
+    unseen = measure(generator, new_train, new_test)
     payload = {"args": vars(args), "generator": cfg.to_dict(), "cloak": cloak.config(), "steps": steps,
                "history": history, "seen_people": seen, "unseen_people": unseen}
     md = [f"## Feature-only generator pilot: G on {args.data} ({len(train.classes)} people, new: "
           f"{len(new_train.classes)}), L-inf {args.eps:g}/255, "
           f"PSNR floor {args.psnr_floor:g} dB, {'+'.join(cloak.extractor_names)}", "",
-          f"`python benchmarks/feature_generator_pilot.py {' '.join(sys.argv[1:])}` on a 2-core CPU: "
-          f"{steps} Adam steps ({history[-1]['seconds']:.0f} s), the last {args.log_every} steps' mean cosine to the decoy "
-          f"{history[-1]['cos_decoy']:.3f} (diversified photos).", "",
+          f"`python benchmarks/feature_generator_pilot.py {' '.join(sys.argv[1:])}` on a 2-core CPU: " + (
+              f"{steps} Adam steps ({history[-1]['seconds']:.0f} s), the last {args.log_every} steps' mean objective "
+              f"(cosine to the decoy - {args.away:g} x cosine to the clean photo"
+              + (f" - {args.mid_weight:g} x {args.mid_layer} cosine" if args.mid_layer else "")
+              + f") {history[-1]['objective']:.3f} "
+              "(diversified photos)." if history else f"G loaded from {args.load}, not trained here."), "",
           "| attacker (fitted on protected training photos, scored on clean test photos) | "
           "people G trained on: clean | protected | new people: clean | protected |", "|---|---|---|---|---|"]
-    for name in seen["attackers"]:
-        a, b = seen["attackers"][name], unseen["attackers"][name]
+    pct = lambda row, key: "-" if row is None else f"{100 * row[key]:.1f} %"  # noqa: E731
+    for name in unseen["attackers"]:
+        a, b = None if seen is None else seen["attackers"][name], unseen["attackers"][name]
         box = "white-box" if name.startswith("facenet") and "facenet-torch" in cloak.extractor_names else "black-box"
-        md.append(f"| {name} ({box}) | {100 * a['clean']:.1f} % | {100 * a['protected']:.1f} % | "
-                  f"{100 * b['clean']:.1f} % | {100 * b['protected']:.1f} % |")
-    md += ["", f"Quality: trained-on people PSNR {seen['quality']['psnr_mean']} dB, SSIM {seen['quality']['ssim_mean']}; "
-           f"new people PSNR {unseen['quality']['psnr_mean']} dB, SSIM {unseen['quality']['ssim_mean']}.", "",
-           "People G trained on. " + partial_md(seen["partial"])[0], *partial_md(seen["partial"])[1:], "",
-           "New people. " + partial_md(unseen["partial"])[0], *partial_md(unseen["partial"])[1:]]
+        md.append(f"| {name} ({box}) | {pct(a, 'clean')} | {pct(a, 'protected')} | {pct(b, 'clean')} | "
+                  f"{pct(b, 'protected')} |")
+    quality = [] if seen is None else [f"trained-on people PSNR {seen['quality']['psnr_mean']} dB, "
+                                       f"SSIM {seen['quality']['ssim_mean']}"]
+    quality.append(f"new people PSNR {unseen['quality']['psnr_mean']} dB, SSIM {unseen['quality']['ssim_mean']}")
+    md += ["", "Quality: " + "; ".join(quality) + ".", ""]
+    if seen is not None:
+        md += ["People G trained on. " + partial_md(seen["partial"])[0], *partial_md(seen["partial"])[1:], ""]
+    md += ["New people. " + partial_md(unseen["partial"])[0], *partial_md(unseen["partial"])[1:]]
     write_results(args.name, payload, "\n".join(md) + "\n")
 
 
