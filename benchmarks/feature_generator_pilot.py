@@ -108,6 +108,7 @@ def main() -> None:
     ap.add_argument("--name", default="feature_generator_pilot")
     ap.add_argument("--save", help="write G's weights here (.safetensors) after training")
     ap.add_argument("--load", help="G's weights to measure instead of training (--max-seconds ignored)")
+    ap.add_argument("--init", help="G's weights to start training from (default: the shipped default generator)")
     ap.add_argument("--new-people", choices=["val", "test"], default="val",
                     help="celeba234: the new people G is measured on (test: only for a G already chosen on val)")
     args = ap.parse_args()
@@ -118,9 +119,9 @@ def main() -> None:
     cfg = GeneratorConfig(eps=args.eps / 255, psnr_floor=args.psnr_floor, image_size=112)
     generator = Generator(cfg)
     generator.load_state_dict(init_state("default", cfg, load_generator))
-    if args.load:
-        generator, _ = load_generator(args.load, "cpu")
-        args.max_seconds = 0
+    if args.load or args.init:
+        generator, _ = load_generator(args.load or args.init, "cpu")
+        args.max_seconds = 0 if args.load else args.max_seconds
     opt = torch.optim.Adam(generator.parameters(), lr=args.lr)
     with torch.no_grad():
         clean = [m(train.images) for m in cloak.models]

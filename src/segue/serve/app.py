@@ -27,9 +27,10 @@ from segue.protect import Job, ProtectOptions, Protector
 
 #: What the page says the loaded protection stops and does not stop (docs/attacks.md), first thing on screen.
 LIMITS = {
-    "generator": "Stops a face-recognition network trained from scratch on your photos. It does NOT stop "
-                 "pretrained face recognisers (an attacker who embeds your photos with dlib or FaceNet and fits "
-                 "a classifier): for those, run segue serve --cloak.",
+    "generator": "Aims at a face-recognition network trained from scratch on your photos: it works on the "
+                 "people it was trained with, varies on new people and did not help on the ORL faces. It does NOT "
+                 "stop pretrained face recognisers (an attacker who embeds your photos with dlib or FaceNet and "
+                 "fits a classifier): for those, run segue serve --cloak.",
     "cloak": "Cloaks each face against pretrained face recognisers (dlib and FaceNet measured). It does NOT "
              "stop a network trained from scratch on your photos, and takes about a second a face.",
 }
