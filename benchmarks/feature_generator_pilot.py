@@ -134,8 +134,7 @@ def main() -> None:
             idx = order[i : i + args.batch]
             x, y = train.images[idx], train.labels[idx]
             protected = generator.protect(x, y)
-            targets = [d[y] for d in cloak.decoys] or [None] * len(cloak.models)
-            score = cloak.objective(cloak.diversity(protected), [c[idx] for c in clean], targets)
+            score = cloak.objective(cloak.diversity(protected), [c[idx] for c in clean], cloak.targets(y))
             if args.mid_layer:
                 with torch.no_grad():
                     reference = mid_features(cloak.models[0], x, args.mid_layer)

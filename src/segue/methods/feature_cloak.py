@@ -154,6 +154,10 @@ class FeatureCloak(NoiseMethod):
         self.decoys = [c[pick] for c in cands]
         return self
 
+    def targets(self, side_labels: torch.Tensor) -> list[torch.Tensor | None]:
+        """Per extractor, each photo's decoy embedding (``None`` per extractor with ``decoy="none"``)."""
+        return [d.to(side_labels.device)[side_labels] for d in self.decoys] or [None] * len(self.models)
+
     def objective(self, x: torch.Tensor, clean: list[torch.Tensor], targets: list[torch.Tensor | None]) -> torch.Tensor:
         """Summed over the batch and the extractors: higher is a better cloak (a ``None`` target: away only)."""
         total = x.new_zeros(())
@@ -205,8 +209,7 @@ class FeatureCloak(NoiseMethod):
                 x = images[i : i + self.batch].to(self.device)
                 y = labels[i : i + self.batch].to(self.device)
                 start = None if self.base is None else self.base.perturb(x, y).to(self.device) - x
-                targets = [d.to(self.device)[y] for d in self.decoys] or [None] * len(self.models)
-                delta = self.attack(x, targets, start)
+                delta = self.attack(x, self.targets(y), start)
                 out.append(self.round_to_budget(x, delta).cpu())
         return torch.cat(out)
 
