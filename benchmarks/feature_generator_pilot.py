@@ -35,7 +35,7 @@ from segue.checkpoint import load_generator, save_generator
 from segue.data import FaceSet, load_celeba234, load_orl
 from segue.generator import Generator, GeneratorConfig
 from segue.methods import create_method
-from segue.quality import set_quality
+from segue.quality import rms_cap, set_quality
 from segue.training import init_state
 
 
@@ -72,6 +72,29 @@ def mid_features(model: torch.nn.Module, x: torch.Tensor, layer: str) -> torch.T
     return out["f"].flatten(1)
 
 
+def cloak_deltas(path: str, images: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """The shipped cloak's deltas (``segue protect --cloak``, seed ``seed``) of ``images``, in 1/255
+    steps, computed once and kept at ``path`` (.safetensors; checked against the photos' pixels)."""
+    import hashlib
+    from pathlib import Path
+
+    from safetensors.torch import load_file, save_file
+
+    from segue.protect.cloaker import create_cloak
+
+    digest = torch.tensor(list(hashlib.sha256((images * 255).round().to(torch.uint8).numpy().tobytes()).digest()))
+    if Path(path).exists():
+        saved = load_file(path)
+        if not torch.equal(saved["photos_sha256"], digest):
+            raise ValueError(f"{path} holds the deltas of other photos")
+        return saved["delta_255"].float() / 255
+    t0 = time.perf_counter()
+    delta = create_cloak("cpu", seed).perturb(images, torch.zeros(len(images), dtype=torch.long)) - images
+    print(f"cloaked {len(images)} photos in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    save_file({"delta_255": (delta * 255).round().to(torch.int8), "photos_sha256": digest}, path)
+    return (delta * 255).round() / 255
+
+
 def load_sets(data: str, count: int, new_people: str = "val") -> tuple[FaceSet, FaceSet, FaceSet, FaceSet]:
     """G's training people (training and test photos) and new people (the same), at 112 px."""
     if data == "orl":
@@ -100,6 +123,11 @@ def main() -> None:
                     "the clean photo's, on the undiversified photo (mid-layer features transfer across networks: LTP, "
                     "Salzmann et al. 2021)")
     ap.add_argument("--mid-weight", type=float, default=1.0)
+    ap.add_argument("--distill", help="also regress G's delta onto the shipped cloak's per-photo deltas of the training "
+                    "photos (computed once, kept at this .safetensors path): the PGD's transferable pattern as a target")
+    ap.add_argument("--distill-weight", type=float, default=1.0,
+                    help="weight of the distillation MSE, in units of the PSNR floor's squared RMS")
+    ap.add_argument("--objective-weight", type=float, default=1.0, help="weight of the feature objective (0: distil only)")
     ap.add_argument("--skip-seen", action="store_true", help="measure only the new people (saves ~15 min on celeba234)")
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--batch", type=int, default=16)
@@ -125,7 +153,8 @@ def main() -> None:
     opt = torch.optim.Adam(generator.parameters(), lr=args.lr)
     with torch.no_grad():
         clean = [m(train.images) for m in cloak.models]
-    history, losses, steps, t0 = [], [], 0, time.perf_counter()
+    target = cloak_deltas(args.distill, train.images) if args.distill else None
+    history, losses, mses, steps, t0 = [], [], [], 0, time.perf_counter()
     while time.perf_counter() - t0 < args.max_seconds:  # checked every step: one CelebA epoch outlasts the budget
         order = torch.randperm(len(train))
         for i in range(0, len(order) - args.batch + 1, args.batch):
@@ -140,17 +169,23 @@ def main() -> None:
                     reference = mid_features(cloak.models[0], x, args.mid_layer)
                 mid = F.cosine_similarity(mid_features(cloak.models[0], protected, args.mid_layer), reference).sum()
                 score = score - args.mid_weight * mid
-            loss = -score / (len(idx) * len(cloak.models))  # mean cosine to the decoy (minus away x own), negated
+            feature = -score / (len(idx) * len(cloak.models))  # mean cosine to the decoy (minus away x own), negated
+            loss = feature
+            if target is not None:  # the feature objective is still what is logged; the loss mixes the two
+                mse = ((protected - x) - target[idx]).pow(2).mean() / rms_cap(args.psnr_floor) ** 2
+                loss = args.objective_weight * feature + args.distill_weight * mse
+                mses.append(mse.item())
             opt.zero_grad()
             loss.backward()
             opt.step()
-            losses.append(-loss.item())
+            losses.append(-feature.item())
             steps += 1
             if steps % args.log_every == 0:
                 history.append({"steps": steps, "objective": round(sum(losses) / len(losses), 4),
-                                "seconds": round(time.perf_counter() - t0, 1)})
+                                "seconds": round(time.perf_counter() - t0, 1)}
+                               | ({"distill_mse": round(sum(mses) / len(mses), 4)} if mses else {}))
                 print(history[-1], file=sys.stderr, flush=True)
-                losses = []
+                losses, mses = [], []
     generator.eval()
     if args.save:
         save_generator(generator, args.save, {"command": "python benchmarks/feature_generator_pilot.py " + " ".join(sys.argv[1:])})
@@ -166,7 +201,11 @@ def main() -> None:
               f"(cosine to the decoy - {args.away:g} x cosine to the clean photo"
               + (f" - {args.mid_weight:g} x {args.mid_layer} cosine" if args.mid_layer else "")
               + f") {history[-1]['objective']:.3f} "
-              "(diversified photos)." if history else f"G loaded from {args.load}, not trained here."), "",
+              "(diversified photos)" + (
+                  f"; loss {args.objective_weight:g} x that objective + {args.distill_weight:g} x the mean squared "
+                  "difference to the shipped cloak's delta of each training photo (in units of the PSNR floor's "
+                  f"squared RMS), last {history[-1]['distill_mse']:.3f}" if args.distill else "")
+              + "." if history else f"G loaded from {args.load}, not trained here."), "",
           "| attacker (fitted on protected training photos, scored on clean test photos) | "
           "people G trained on: clean | protected | new people: clean | protected |", "|---|---|---|---|---|"]
     pct = lambda row, key: "-" if row is None else f"{100 * row[key]:.1f} %"  # noqa: E731

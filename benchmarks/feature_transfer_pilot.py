@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from _common import write_results
 from segue.attackers import create_attacker
 from segue.attackers.cache import EmbeddingCache
+from segue.countermeasures import apply_data, batch_transforms, build_countermeasures
 from segue.data import (FaceSet, celeba234_photos, load_celeba234, load_image_folder, load_orl, orl_root,
                         split_per_class, webface10_root)
 from segue.face_embedding import embed
@@ -78,6 +79,14 @@ def decoy_pool(name: str, data: str, first: int, count: int) -> FaceSet | None:
     relabel = torch.full((len(orl.classes),), -1, dtype=torch.long)
     relabel[outside] = torch.arange(len(outside))
     return FaceSet(sub.images, relabel[sub.labels], [orl.classes[c] for c in outside], sub.paths)
+
+
+def scratch_with(countermeasure: str, train: FaceSet, test: FaceSet) -> dict:
+    """The from-scratch ResNet18 (seed 0) trained with one countermeasure (:mod:`segue.countermeasures`)
+    applied to its training photos (data kind) or to each batch (train kind)."""
+    cms = build_countermeasures([countermeasure])
+    data = train.with_images(apply_data(cms, train.images, train.labels))
+    return create_attacker("scratch").run(data, test, batch_transforms=batch_transforms(cms) or None)
 
 
 ATTACKERS = ("facenet-linear", "facenet-knn", "dlib-linear", "dlib-knn")
@@ -160,8 +169,14 @@ def main() -> None:
     ap.add_argument("--then-weights", default=None,
                     help="after the cloak, add this shipped generator's delta computed on the cloaked photo "
                          "(the sum cut to the cloak's L-inf budget; its PSNR is reported, not floored)")
+    ap.add_argument("--then-joint", action="store_true",
+                    help="with --then-weights: one budget (experiments/feature_cloak_variants.py's then): each "
+                         "photo's PGD gets the L2 room the generator's delta leaves under --psnr-floor, the sum is cut to it")
     ap.add_argument("--scratch", action="store_true",
                     help="also train the paper's from-scratch ResNet18 victim (full setting, seed 0; peak and final)")
+    ap.add_argument("--countermeasures", default="",
+                    help="with --scratch, comma-separated segue.countermeasures names (e.g. projection,ueraser): one more "
+                         "from-scratch victim each, the attacker applying it to the training photos (clean and cloaked)")
     ap.add_argument("--partial-every", action="store_true",
                     help="the partial setting protects every person in turn, not three (needs the full setting)")
     ap.add_argument("--seed", type=int, default=0, help="FeatureCloak's seed (its input-diversity draws)")
@@ -174,13 +189,15 @@ def main() -> None:
                     ti_sigma=args.ti_sigma, diverse=args.diverse, affine_diversity=args.affine_diversity,
                     away=args.away, psnr_floor=args.psnr_floor,
                     step_norm=args.step_norm, decoy=args.decoy,
-                    decoy_pool=decoy_pool(args.decoy_pool, args.data, args.first, args.people),
-                    base=create_method("segue", weights=args.base_weights) if args.base_weights else None)
-    if args.feature_dropout > 0:  # an option that lost: experiments/feature_cloak_variants.py
+                    decoy_pool=decoy_pool(args.decoy_pool, args.data, args.first, args.people))
+    if args.feature_dropout > 0 or args.base_weights or args.then_joint:  # options that lost: experiments/
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
         from experiments.feature_cloak_variants import VariantFeatureCloak
 
-        method = VariantFeatureCloak(feature_dropout=args.feature_dropout, **settings).fit(train, train.labels)
+        method = VariantFeatureCloak(
+            feature_dropout=args.feature_dropout, **settings,
+            base=create_method("segue", weights=args.base_weights) if args.base_weights else None,
+            then=create_method("segue", weights=args.then_weights) if args.then_joint else None).fit(train, train.labels)
     else:
         method = create_method("feature-cloak", **settings).fit(train, train.labels)
     chosen = torch.isin(train.labels, torch.tensor(partial_persons(args.people))) if args.partial_only \
@@ -188,7 +205,7 @@ def main() -> None:
     t0 = time.perf_counter()
     cloaked = train.images.clone()
     cloaked[chosen] = method.perturb(train.images[chosen], train.labels[chosen])
-    if args.then_weights:  # the generator's from-scratch shortcut on top of the embedding cloak
+    if args.then_weights and not args.then_joint:  # the generator's from-scratch shortcut on top of the embedding cloak
         gen = create_method("segue", weights=args.then_weights)
         on_top = gen.perturb(cloaked[chosen], train.labels[chosen])
         cloaked[chosen] = quantise(train.images[chosen], on_top - train.images[chosen], args.eps / 255)
@@ -211,6 +228,9 @@ def main() -> None:
         runs = {k: create_attacker("scratch").run(data, test) for k, data in
                 (("clean", train), ("cloaked", train.with_images(cloaked)))}
         rows["scratch"] = {k: r["final_acc"] for k, r in runs.items()} | {f"{k}_peak": r["peak_acc"] for k, r in runs.items()}
+        for name in filter(None, args.countermeasures.split(",")):
+            runs = {k: scratch_with(name, data, test) for k, data in (("clean", train), ("cloaked", train.with_images(cloaked)))}
+            rows[f"scratch+{name}"] = {k: r["final_acc"] for k, r in runs.items()} | {f"{k}_peak": r["peak_acc"] for k, r in runs.items()}
     payload = {"method": method.config(), "then_weights": args.then_weights,
                "data": args.data, "first_person": args.first, "people": args.people, "eps_255": args.eps,
                "pgd_seconds": round(seconds, 1), "psnr_min_db": round(psnr.min().item(), 2),
@@ -226,7 +246,10 @@ def main() -> None:
           "not a generator: the best case a generator with this objective could reach).", "",
           f"Settings: `{method.config()}`."
           + (f" Then the `{args.then_weights}` generator's delta, computed on each cloaked photo, added on top "
-             f"(the sum cut to {args.eps:g}/255)." if args.then_weights else ""), "",
+             f"(the sum cut to {args.eps:g}/255)." if args.then_weights and not args.then_joint else "")
+          + (f" The `{args.then_weights}` generator's delta, computed on each cloaked photo, added on top in one "
+             f"budget: each photo's PGD has the L2 room the generator's delta leaves under {args.psnr_floor:g} dB, "
+             f"the sum is cut to it and to {args.eps:g}/255." if args.then_joint else ""), "",
           f"PSNR {payload['psnr_db']} dB (min {payload['psnr_min_db']}), SSIM {quality['ssim_mean']}; "
           f"after PGD, {names[0]} cosine to the person's own clean centroid {own:.3f}"
           + (f", to the target person's {to_target:.3f}" if to_target is not None else " (no decoy)")
@@ -238,8 +261,9 @@ def main() -> None:
                "targeted photos |", "|---|---|---|"]
         for name, r in rows.items():
             box = "white-box" if name.startswith("facenet") and "facenet-torch" in names else "black-box transfer"
-            if name == "scratch":
-                md.append(f"| scratch (ResNet18 from scratch, seed 0; final, peak) | {100 * r['clean']:.1f} %, "
+            if name.startswith("scratch"):
+                how = "" if name == "scratch" else f", the attacker applying {name.split('+')[1]}"
+                md.append(f"| {name} (ResNet18 from scratch{how}, seed 0; final, peak) | {100 * r['clean']:.1f} %, "
                           f"{100 * r['clean_peak']:.1f} % | {100 * r['cloaked']:.1f} %, {100 * r['cloaked_peak']:.1f} % |")
                 continue
             md.append(f"| {name} ({box}) | {100 * r['clean']:.1f} % | {100 * r['cloaked']:.1f} % |")

@@ -84,24 +84,6 @@ def test_farthest_decoy_and_outside_pool():
         create_method("feature-cloak", extractors=[toy], decoy="nearest")
 
 
-def test_starts_from_a_base_protection():
-    """``base``: with no steps the output is the base method's protection; with steps the cloak moves
-    the embedding from there, still inside the cloak's own budget around the clean photo."""
-    data, toy = faces(), ToyExtractor()
-    base = create_method("random", eps=8 / 255, seed=3)
-    alone = base.perturb(data.images, data.labels)
-    zero = create_method("feature-cloak", eps=16 / 255, extractors=[toy], steps=0, diverse=False,
-                         base=base).fit(data, data.labels)
-    assert torch.equal(zero.perturb(data.images, data.labels), alone)
-    assert zero.config()["base"]["name"] == "random"
-    moved = create_method("feature-cloak", eps=16 / 255, extractors=[toy], steps=10, momentum=1.0, diverse=False,
-                          base=base).fit(data, data.labels)
-    out = moved.perturb(data.images, data.labels)
-    assert (out - data.images).abs().max() <= 16 / 255 + 1e-6
-    decoys = moved.decoys[0][data.labels]
-    assert F.cosine_similarity(toy(out), decoys).mean() > F.cosine_similarity(toy(alone), decoys).mean() + 0.05
-
-
 def test_affine_diversity_warps_in_every_step_and_still_moves_toward_decoys():
     data, toy = faces(), ToyExtractor()
     kw = dict(eps=16 / 255, extractors=[toy], steps=10, momentum=1.0, psnr_floor=30.0, step_norm="l2")

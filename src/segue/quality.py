@@ -30,10 +30,19 @@ def rms_cap(psnr_floor: float) -> float:
     return 10 ** (-psnr_floor / 20)
 
 
+def rms(delta: torch.Tensor) -> torch.Tensor:
+    """``(N,)``: the RMS of each image's ``(N,C,H,W)`` delta."""
+    return delta.pow(2).mean((1, 2, 3)).add(1e-12).sqrt()
+
+
+def within_rms(delta: torch.Tensor, radius: float | torch.Tensor) -> torch.Tensor:
+    """Each image's ``(N,C,H,W)`` delta scaled down (never up) to RMS <= ``radius`` (a number or ``(N,)``)."""
+    return delta * (radius / rms(delta)).clamp(max=1.0)[:, None, None, None]
+
+
 def within_psnr(delta: torch.Tensor, psnr_floor: float) -> torch.Tensor:
     """Each image's ``(N,C,H,W)`` delta scaled down (never up) to PSNR >= ``psnr_floor``."""
-    rms = delta.pow(2).mean((1, 2, 3)).add(1e-12).sqrt()
-    return delta * (rms_cap(psnr_floor) / rms).clamp(max=1.0)[:, None, None, None]
+    return within_rms(delta, rms_cap(psnr_floor))
 
 
 def psnr(mse: float) -> float:

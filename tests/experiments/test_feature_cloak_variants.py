@@ -1,5 +1,5 @@
-"""experiments/feature_cloak_variants.py: DFANet's dropout acts only inside its block, and the
-variant with ``feature_dropout=0`` is the package's cloak."""
+"""experiments/feature_cloak_variants.py: DFANet's dropout acts only inside its block, the variant
+with every option off is the package's cloak, and ``base`` / ``then`` combine it with another protection."""
 
 import sys
 from pathlib import Path
@@ -8,6 +8,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # experiments/ is a folder of the repository, not part of the installed package
 sys.path.insert(0, str(ROOT / "tests"))
 
+import pytest  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
@@ -39,3 +40,49 @@ def test_zero_dropout_is_the_package_cloak_and_dropout_still_attacks():
     decoys = dropped.decoys[0][data.labels]
     assert F.cosine_similarity(toy(out), decoys).mean() > F.cosine_similarity(toy(data.images), decoys).mean() + 0.05
     assert dropped.config()["feature_dropout"] == 0.1
+
+
+def test_starts_from_a_base_protection():
+    """``base``: with no steps the output is the base method's protection; with steps the cloak moves
+    the embedding from there, still inside the cloak's own budget around the clean photo."""
+    data, toy = faces(), ToyExtractor()
+    base = create_method("random", eps=8 / 255, seed=3)
+    alone = base.perturb(data.images, data.labels)
+    zero = VariantFeatureCloak(eps=16 / 255, extractors=[toy], steps=0, diverse=False, base=base).fit(data, data.labels)
+    assert torch.equal(zero.perturb(data.images, data.labels), alone)
+    assert zero.config()["base"]["name"] == "random"
+    moved = VariantFeatureCloak(eps=16 / 255, extractors=[toy], steps=10, momentum=1.0, diverse=False,
+                                base=base).fit(data, data.labels)
+    out = moved.perturb(data.images, data.labels)
+    assert (out - data.images).abs().max() <= 16 / 255 + 1e-6
+    decoys = moved.decoys[0][data.labels]
+    assert F.cosine_similarity(toy(out), decoys).mean() > F.cosine_similarity(toy(alone), decoys).mean() + 0.05
+
+
+def test_then_keeps_a_second_protection_whole_in_one_psnr_budget():
+    """``then``: with no steps the output is ``then``'s protection; with steps the PGD gets only the
+    room ``then``'s delta leaves under the floor, ``then``'s delta (on the cloaked photo) is added
+    whole, and the sum keeps the L-inf budget and the floor."""
+    data, toy, floor = faces(), ToyExtractor(), 30.0
+    then = create_method("random", eps=8 / 255, seed=3)  # RMS ~4.6/255 of the floor's 8.1/255
+    kw = dict(eps=16 / 255, extractors=[toy], momentum=1.0, diverse=False, away=1.0, decoy="none",
+              psnr_floor=floor, step_norm="l2")
+    zero = VariantFeatureCloak(steps=0, then=then, **kw).load()
+    assert torch.equal(zero.perturb(data.images, data.labels), then.perturb(data.images, data.labels))
+    assert zero.config()["then"]["name"] == "random"
+    joint = VariantFeatureCloak(steps=10, then=then, **kw).load()
+    out = joint.perturb(data.images, data.labels)
+    assert (out - data.images).abs().max() <= 16 / 255 + 1e-6
+    psnr = 10 * torch.log10(1 / (out - data.images).pow(2).flatten(1).mean(1))
+    assert psnr.min() >= floor
+    pattern = (then.perturb(data.images, data.labels) - data.images).flatten(1)
+    kept = F.cosine_similarity((out - data.images).flatten(1), pattern).mean()
+    # then's share is whole, not shrunk with the sum (a PGD filling the floor first would leave ~0.87)
+    share = ((out - data.images).flatten(1) * pattern).sum(1) / pattern.pow(2).sum(1)
+    assert share.min() > 0.95, share
+    alone = create_method("feature-cloak", steps=10, **kw).load().perturb(data.images, data.labels)
+    assert kept > 0.3 and F.cosine_similarity((alone - data.images).flatten(1), pattern).abs().mean() < 0.1
+    moved = lambda images: F.cosine_similarity(toy(images), toy(data.images)).mean()  # noqa: E731
+    assert moved(out) < moved(then.perturb(data.images, data.labels)) - 0.05
+    with pytest.raises(ValueError, match="psnr_floor"):
+        VariantFeatureCloak(extractors=[toy], then=then)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from segue.data import FaceSet
 from segue.distortion import DistortionConfig, DistortionLayer
 from segue.methods.base import NoiseMethod, quantise
-from segue.quality import rms_cap, within_psnr
+from segue.quality import rms_cap, within_rms
 
 #: Input diversity: what a platform does to an upload, each at random, in every PGD step.
 DIVERSITY = DistortionConfig(pgd_steps=0, blur_kernel=0, sharpness=1.0, hflip_p=0.5, vflip_p=0.0,
@@ -72,10 +72,9 @@ class FeatureCloak(NoiseMethod):
             needing neither the person's other photos nor anyone else's).
         decoy_pool: a :class:`FaceSet` whose people are the decoys (default: the fit set's people,
             which needs two or more).
-        base: a fitted :class:`NoiseMethod` whose protection the PGD starts from (e.g. Segue's
-            generator, the from-scratch shortcut), inside the same budget around the clean photo.
-            Measured on WebFace10, the steps erase the generator's from-scratch protection
-            (docs/attacks.md). With ``steps=0`` the output is ``base``'s, cut to this budget.
+
+    Combining the cloak with Segue's generator (starting the PGD from its protection, or adding it
+    in one PSNR budget) was measured and lost: experiments/feature_cloak_variants.py.
 
     Shape:
         ``perturb(images (N,3,H,W) in [0,1], side_labels (N,))`` -> ``(N,3,H,W)``, 8-bit,
@@ -93,7 +92,7 @@ class FeatureCloak(NoiseMethod):
                  extractors: tuple | list = ("facenet-torch",), steps: int = 20, momentum: float = 0.0,
                  ti_sigma: float = 0.0, diverse: bool = True, affine_diversity: bool = False, away: float = 0.0,
                  psnr_floor: float = 0.0, step_norm: str = "sign", batch: int = 16, decoy: str = "next",
-                 decoy_pool: FaceSet | None = None, base: NoiseMethod | None = None):
+                 decoy_pool: FaceSet | None = None):
         super().__init__(eps, seed, device)
         if any(isinstance(n, str) and n.startswith("dlib") for n in extractors):
             raise ValueError("dlib is the black-box attacker: never a surrogate")
@@ -103,7 +102,7 @@ class FeatureCloak(NoiseMethod):
             raise ValueError("decoy is 'next', 'farthest' or 'none'")
         if decoy == "none" and (away <= 0 or decoy_pool is not None):
             raise ValueError("decoy 'none' leaves only the away term: needs away > 0 and no decoy_pool")
-        self.step_norm, self.decoy, self.decoy_pool, self.base = step_norm, decoy, decoy_pool, base
+        self.step_norm, self.decoy, self.decoy_pool = step_norm, decoy, decoy_pool
         self.extractors = list(extractors)
         self.extractor_names = [n if isinstance(n, str) else type(n).__name__ for n in extractors]
         self.steps, self.momentum, self.ti_sigma = int(steps), float(momentum), float(ti_sigma)
@@ -118,8 +117,7 @@ class FeatureCloak(NoiseMethod):
                 "ti_sigma": self.ti_sigma, "diverse": self.diverse,
                 "affine_diversity": self.affine_diversity, "away": self.away, "psnr_floor": self.psnr_floor,
                 "step_norm": self.step_norm, "decoy": self.decoy,
-                "decoy_pool": None if self.decoy_pool is None else len(self.decoy_pool.classes),
-                "base": None if self.base is None else self.base.config()}
+                "decoy_pool": None if self.decoy_pool is None else len(self.decoy_pool.classes)}
 
     def load(self) -> "FeatureCloak":
         """Build the extractors: all ``decoy="none"`` needs before :meth:`perturb` (no photos)."""
@@ -173,14 +171,19 @@ class FeatureCloak(NoiseMethod):
         k = 2 * math.ceil(2 * self.ti_sigma) + 1
         return kornia.filters.gaussian_blur2d(grad, (k, k), (self.ti_sigma, self.ti_sigma))
 
-    def attack(self, x: torch.Tensor, targets: list[torch.Tensor | None], start: torch.Tensor | None = None) -> torch.Tensor:
+    def attack(self, x: torch.Tensor, targets: list[torch.Tensor | None], start: torch.Tensor | None = None,
+               radius: float | torch.Tensor | None = None) -> torch.Tensor:
         """``delta`` for one batch, from ``start`` (zeros): MI-FGSM with DI and TI, projected on the
-        L-inf (and PSNR) budget."""
+        L-inf budget and, with a PSNR floor, on each photo's L2 ``radius`` ``(N,)`` (default: the floor's)."""
         with torch.no_grad():
             clean = [m(x) for m in self.models]
         delta = (torch.zeros_like(x) if start is None else start.clone()).requires_grad_(True)
         g = torch.zeros_like(x)
-        step = 2.5 * (rms_cap(self.psnr_floor) if self.step_norm == "l2" else self.eps) / max(self.steps, 1)
+        # a float, not an (N,) tensor, without a radius: float32 tensors round differently, and the
+        # shipped cloak's measured photos must stay bit-identical
+        radius = rms_cap(self.psnr_floor) if radius is None else radius
+        size = (radius.view(-1, 1, 1, 1) if torch.is_tensor(radius) else radius) if self.step_norm == "l2" else self.eps
+        step = 2.5 * size / max(self.steps, 1)
         for _ in range(self.steps):
             inp = x + delta
             inp = self.diversity(inp) if self.diverse else inp
@@ -194,7 +197,7 @@ class FeatureCloak(NoiseMethod):
                     delta += step * g.sign()
                 delta.clamp_(-self.eps, self.eps)
                 if self.psnr_floor > 0:
-                    delta.copy_(within_psnr(delta, self.psnr_floor))
+                    delta.copy_(within_rms(delta, radius))
                 delta.copy_((x + delta).clamp(0, 1) - x)
         return delta.detach()
 
@@ -208,10 +211,12 @@ class FeatureCloak(NoiseMethod):
             for i in range(0, len(images), self.batch):
                 x = images[i : i + self.batch].to(self.device)
                 y = labels[i : i + self.batch].to(self.device)
-                start = None if self.base is None else self.base.perturb(x, y).to(self.device) - x
-                delta = self.attack(x, self.targets(y), start)
-                out.append(self.round_to_budget(x, delta).cpu())
+                out.append(self.round_to_budget(x, self.batch_delta(x, y)).cpu())
         return torch.cat(out)
+
+    def batch_delta(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One batch's delta before 8-bit rounding (the hook experiments/feature_cloak_variants.py overrides)."""
+        return self.attack(x, self.targets(y))
 
     def round_to_budget(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
         """8-bit ``x + delta``; where rounding pushed an image below the PSNR floor, ``delta`` shrinks until it is not."""
