@@ -126,7 +126,10 @@ def main() -> None:
     ap.add_argument("--distill", help="also regress G's delta onto the shipped cloak's per-photo deltas of the training "
                     "photos (computed once, kept at this .safetensors path): the PGD's transferable pattern as a target")
     ap.add_argument("--distill-weight", type=float, default=1.0,
-                    help="weight of the distillation MSE, in units of the PSNR floor's squared RMS")
+                    help="weight of the distillation term (mse: in units of the PSNR floor's squared RMS)")
+    ap.add_argument("--distill-loss", choices=["mse", "cos"], default="mse",
+                    help="mse: G's delta regressed on the cloak's; cos: 1 - their cosine per photo (direction only: "
+                         "G's own budget sets the size)")
     ap.add_argument("--objective-weight", type=float, default=1.0, help="weight of the feature objective (0: distil only)")
     ap.add_argument("--skip-seen", action="store_true", help="measure only the new people (saves ~15 min on celeba234)")
     ap.add_argument("--lr", type=float, default=5e-4)
@@ -154,7 +157,7 @@ def main() -> None:
     with torch.no_grad():
         clean = [m(train.images) for m in cloak.models]
     target = cloak_deltas(args.distill, train.images) if args.distill else None
-    history, losses, mses, steps, t0 = [], [], [], 0, time.perf_counter()
+    history, losses, gaps, steps, t0 = [], [], [], 0, time.perf_counter()
     while time.perf_counter() - t0 < args.max_seconds:  # checked every step: one CelebA epoch outlasts the budget
         order = torch.randperm(len(train))
         for i in range(0, len(order) - args.batch + 1, args.batch):
@@ -172,9 +175,12 @@ def main() -> None:
             feature = -score / (len(idx) * len(cloak.models))  # mean cosine to the decoy (minus away x own), negated
             loss = feature
             if target is not None:  # the feature objective is still what is logged; the loss mixes the two
-                mse = ((protected - x) - target[idx]).pow(2).mean() / rms_cap(args.psnr_floor) ** 2
-                loss = args.objective_weight * feature + args.distill_weight * mse
-                mses.append(mse.item())
+                if args.distill_loss == "mse":
+                    gap = ((protected - x) - target[idx]).pow(2).mean() / rms_cap(args.psnr_floor) ** 2
+                else:
+                    gap = 1 - F.cosine_similarity((protected - x).flatten(1), target[idx].flatten(1)).mean()
+                loss = args.objective_weight * feature + args.distill_weight * gap
+                gaps.append(gap.item())
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -183,9 +189,9 @@ def main() -> None:
             if steps % args.log_every == 0:
                 history.append({"steps": steps, "objective": round(sum(losses) / len(losses), 4),
                                 "seconds": round(time.perf_counter() - t0, 1)}
-                               | ({"distill_mse": round(sum(mses) / len(mses), 4)} if mses else {}))
+                               | ({f"distill_{args.distill_loss}": round(sum(gaps) / len(gaps), 4)} if gaps else {}))
                 print(history[-1], file=sys.stderr, flush=True)
-                losses, mses = [], []
+                losses, gaps = [], []
     generator.eval()
     if args.save:
         save_generator(generator, args.save, {"command": "python benchmarks/feature_generator_pilot.py " + " ".join(sys.argv[1:])})
@@ -202,9 +208,11 @@ def main() -> None:
               + (f" - {args.mid_weight:g} x {args.mid_layer} cosine" if args.mid_layer else "")
               + f") {history[-1]['objective']:.3f} "
               "(diversified photos)" + (
-                  f"; loss {args.objective_weight:g} x that objective + {args.distill_weight:g} x the mean squared "
-                  "difference to the shipped cloak's delta of each training photo (in units of the PSNR floor's "
-                  f"squared RMS), last {history[-1]['distill_mse']:.3f}" if args.distill else "")
+                  f"; loss {args.objective_weight:g} x that objective + {args.distill_weight:g} x "
+                  + ("the mean squared difference to the shipped cloak's delta of each training photo (in units of "
+                     "the PSNR floor's squared RMS)" if args.distill_loss == "mse" else
+                     "(1 - cosine) between G's delta and the shipped cloak's delta of each training photo")
+                  + f", last {history[-1]['distill_' + args.distill_loss]:.3f}" if args.distill else "")
               + "." if history else f"G loaded from {args.load}, not trained here."), "",
           "| attacker (fitted on protected training photos, scored on clean test photos) | "
           "people G trained on: clean | protected | new people: clean | protected |", "|---|---|---|---|---|"]
