@@ -2,6 +2,7 @@
 
     python benchmarks/feature_generator_pilot.py [--people 20] [--max-seconds 1200] [--eps 16] [--psnr-floor 30]
     python benchmarks/feature_generator_pilot.py --data celeba234 --people 164 ...   # hundreds of codes
+    python benchmarks/feature_generator_pilot.py ... --distill DELTAS.safetensors --distill-loss cos   # the cloak's deltas as targets
 
 The cloak pilots (cloak_pilot.py) add a feature term to Alg. 1 and leave even the white-box
 FaceNet at 100 % after 12 epochs (about 60 generator steps on 160 photos). Per-image PGD with the
@@ -123,7 +124,7 @@ def main() -> None:
                     "the clean photo's, on the undiversified photo (mid-layer features transfer across networks: LTP, "
                     "Salzmann et al. 2021)")
     ap.add_argument("--mid-weight", type=float, default=1.0)
-    ap.add_argument("--distill", help="also regress G's delta onto the shipped cloak's per-photo deltas of the training "
+    ap.add_argument("--distill", help="also pull G's delta toward the shipped cloak's per-photo deltas of the training "
                     "photos (computed once, kept at this .safetensors path): the PGD's transferable pattern as a target")
     ap.add_argument("--distill-weight", type=float, default=1.0,
                     help="weight of the distillation term (mse: in units of the PSNR floor's squared RMS)")

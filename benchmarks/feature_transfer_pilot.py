@@ -81,10 +81,10 @@ def decoy_pool(name: str, data: str, first: int, count: int) -> FaceSet | None:
     return FaceSet(sub.images, relabel[sub.labels], [orl.classes[c] for c in outside], sub.paths)
 
 
-def scratch_with(countermeasure: str, train: FaceSet, test: FaceSet) -> dict:
-    """The from-scratch ResNet18 (seed 0) trained with one countermeasure (:mod:`segue.countermeasures`)
-    applied to its training photos (data kind) or to each batch (train kind)."""
-    cms = build_countermeasures([countermeasure])
+def scratch_with(countermeasure: str | None, train: FaceSet, test: FaceSet) -> dict:
+    """The from-scratch ResNet18 (seed 0), trained with one countermeasure (:mod:`segue.countermeasures`;
+    None: none) applied to its training photos (data kind) or to each batch (train kind)."""
+    cms = build_countermeasures([countermeasure] if countermeasure else [])
     data = train.with_images(apply_data(cms, train.images, train.labels))
     return create_attacker("scratch").run(data, test, batch_transforms=batch_transforms(cms) or None)
 
@@ -225,12 +225,10 @@ def main() -> None:
         rows[name] = {"clean": create_attacker(name).run(train, test)["final_acc"],
                       "cloaked": create_attacker(name).run(train.with_images(cloaked), test)["final_acc"]}
     if args.scratch and not args.partial_only:
-        runs = {k: create_attacker("scratch").run(data, test) for k, data in
-                (("clean", train), ("cloaked", train.with_images(cloaked)))}
-        rows["scratch"] = {k: r["final_acc"] for k, r in runs.items()} | {f"{k}_peak": r["peak_acc"] for k, r in runs.items()}
-        for name in filter(None, args.countermeasures.split(",")):
+        for name in [None, *filter(None, args.countermeasures.split(","))]:
             runs = {k: scratch_with(name, data, test) for k, data in (("clean", train), ("cloaked", train.with_images(cloaked)))}
-            rows[f"scratch+{name}"] = {k: r["final_acc"] for k, r in runs.items()} | {f"{k}_peak": r["peak_acc"] for k, r in runs.items()}
+            rows["scratch" + (f"+{name}" if name else "")] = ({k: r["final_acc"] for k, r in runs.items()}
+                                                              | {f"{k}_peak": r["peak_acc"] for k, r in runs.items()})
     payload = {"method": method.config(), "then_weights": args.then_weights,
                "data": args.data, "first_person": args.first, "people": args.people, "eps_255": args.eps,
                "pgd_seconds": round(seconds, 1), "psnr_min_db": round(psnr.min().item(), 2),
