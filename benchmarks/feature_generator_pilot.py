@@ -90,10 +90,10 @@ def cloak_deltas(path: str, images: torch.Tensor, seed: int = 0) -> torch.Tensor
             raise ValueError(f"{path} holds the deltas of other photos")
         return saved["delta_255"].float() / 255
     t0 = time.perf_counter()
-    delta = create_cloak("cpu", seed).perturb(images, torch.zeros(len(images), dtype=torch.long)) - images
+    delta_255 = ((create_cloak("cpu", seed).perturb(images, torch.zeros(len(images), dtype=torch.long)) - images) * 255).round()
     print(f"cloaked {len(images)} photos in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
-    save_file({"delta_255": (delta * 255).round().to(torch.int8), "photos_sha256": digest}, path)
-    return (delta * 255).round() / 255
+    save_file({"delta_255": delta_255.to(torch.int8), "photos_sha256": digest}, path)
+    return delta_255 / 255
 
 
 def load_sets(data: str, count: int, new_people: str = "val") -> tuple[FaceSet, FaceSet, FaceSet, FaceSet]:

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from segue.data import FaceSet
 from segue.distortion import DistortionConfig, DistortionLayer
 from segue.methods.base import NoiseMethod, quantise
-from segue.quality import rms_cap, within_rms
+from segue.quality import rms, rms_cap, within_rms
 
 #: Input diversity: what a platform does to an upload, each at random, in every PGD step.
 DIVERSITY = DistortionConfig(pgd_steps=0, blur_kernel=0, sharpness=1.0, hflip_p=0.5, vflip_p=0.0,
@@ -225,7 +225,7 @@ class FeatureCloak(NoiseMethod):
             return out
         radius = rms_cap(self.psnr_floor)
         for _ in range(20):
-            over = (out - x).pow(2).mean(dim=(1, 2, 3)).sqrt() > radius
+            over = rms(out - x) > radius
             if not over.any():
                 break
             delta = torch.where(over[:, None, None, None], 0.97 * delta, delta)
