@@ -3,6 +3,7 @@
     python benchmarks/feature_transfer_pilot.py [--people 20] [--steps 10] [--eps 8]
     python benchmarks/feature_transfer_pilot.py --extractors facenet-torch,celeba-cosface --diverse   # an ensemble
     python benchmarks/feature_transfer_pilot.py --first 20 ...    # confirm a choice on people 20-39
+    python benchmarks/feature_transfer_pilot.py --universal BANK  # experiments/universal_cloak.py's patterns
 
 The attack is :class:`segue.methods.feature_cloak.FeatureCloak` (momentum, input diversity, TI,
 a PSNR floor). Settings are chosen on ORL people 0-19 and confirmed on people 20-39.
@@ -39,6 +40,8 @@ from segue.methods import create_method
 from segue.methods.base import quantise
 from segue.methods.feature_cloak import centroids
 from segue.quality import set_quality
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/: a folder of the repository, not installed
 
 
 def people(data: FaceSet, first: int, count: int) -> FaceSet:
@@ -172,6 +175,13 @@ def main() -> None:
     ap.add_argument("--then-joint", action="store_true",
                     help="with --then-weights: one budget (experiments/feature_cloak_variants.py's then): each "
                          "photo's PGD gets the L2 room the generator's delta leaves under --psnr-floor, the sum is cut to it")
+    ap.add_argument("--universal", default=None,
+                    help="instead of the PGD, add a trained bank of universal patterns (pattern label %% K; "
+                         "experiments/universal_cloak.py): a one-pass protection")
+    ap.add_argument("--per-person", action="store_true",
+                    help="one shared delta per person (experiments/person_cloak.py), the PGD's settings otherwise")
+    ap.add_argument("--fit-photos", type=int, default=None,
+                    help="with --per-person: fit each person's delta on their first N training photos (default: all)")
     ap.add_argument("--scratch", action="store_true",
                     help="also train the paper's from-scratch ResNet18 victim (full setting, seed 0; peak and final)")
     ap.add_argument("--countermeasures", default="",
@@ -190,8 +200,16 @@ def main() -> None:
                     away=args.away, psnr_floor=args.psnr_floor,
                     step_norm=args.step_norm, decoy=args.decoy,
                     decoy_pool=decoy_pool(args.decoy_pool, args.data, args.first, args.people))
-    if args.feature_dropout > 0 or args.base_weights or args.then_joint:  # options that lost: experiments/
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    if args.universal:
+        from experiments.universal_cloak import UniversalCloak
+
+        method = UniversalCloak(args.universal).fit(train, train.labels)
+        names = [method.meta["extractor"]]
+    elif args.per_person:
+        from experiments.person_cloak import PersonCloak
+
+        method = PersonCloak(fit_photos=args.fit_photos, **settings).fit(train, train.labels)
+    elif args.feature_dropout > 0 or args.base_weights or args.then_joint:  # options that lost: experiments/
         from experiments.feature_cloak_variants import VariantFeatureCloak
 
         method = VariantFeatureCloak(
@@ -230,7 +248,7 @@ def main() -> None:
             rows["scratch" + (f"+{name}" if name else "")] = ({k: r["final_acc"] for k, r in runs.items()}
                                                               | {f"{k}_peak": r["peak_acc"] for k, r in runs.items()})
     payload = {"method": method.config(), "then_weights": args.then_weights,
-               "data": args.data, "first_person": args.first, "people": args.people, "eps_255": args.eps,
+               "data": args.data, "first_person": args.first, "people": args.people, "eps_255": round(method.eps * 255, 2),
                "pgd_seconds": round(seconds, 1), "psnr_min_db": round(psnr.min().item(), 2),
                "seconds_per_image": round(seconds / n_cloaked, 2), "photos_cloaked": n_cloaked,
                "psnr_db": round(psnr.mean().item(), 2), "quality": quality,
@@ -238,10 +256,12 @@ def main() -> None:
                "dlib_cos_to_own_centroid": {k: round(v, 3) for k, v in dlib_own.items()},
                "cos_to_target_centroid": None if to_target is None else round(to_target, 3), "attackers": rows,
                "partial": partial_rows(train, test, cloaked, args.partial_every and not args.partial_only)}
-    md = [f"## Feature-space pilot: {'+'.join(names)}-targeted PGD on {args.data} people {args.first}-{args.first + args.people - 1} "
-          f"(112 px, L-inf {args.eps:g}/255, {args.steps} steps)", "",
-          f"`python benchmarks/feature_transfer_pilot.py {' '.join(sys.argv[1:])}` on a 2-core CPU (per-image PGD, "
-          "not a generator: the best case a generator with this objective could reach).", "",
+    kind = ("one universal pattern per person, trained once on other people's faces (a one-pass protection)"
+           if args.universal else "per-image PGD, not a generator: the best case a generator with this objective could reach")
+    what = "patterns" if args.universal else "PGD"
+    md = [f"## Feature-space pilot: {'+'.join(names)}-targeted {what} on {args.data} people {args.first}-{args.first + args.people - 1} "
+          f"(112 px, L-inf {method.eps * 255:g}/255" + ("" if args.universal else f", {args.steps} steps") + ")", "",
+          f"`python benchmarks/feature_transfer_pilot.py {' '.join(sys.argv[1:])}` on a 2-core CPU ({kind}).", "",
           f"Settings: `{method.config()}`."
           + (f" Then the `{args.then_weights}` generator's delta, computed on each cloaked photo, added on top "
              f"(the sum cut to {args.eps:g}/255)." if args.then_weights and not args.then_joint else "")

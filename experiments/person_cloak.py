@@ -1,0 +1,76 @@
+"""One cloak per person: a single delta fitted on a few of the person's photos and added to all of them.
+
+The per-photo cloak (``segue protect --cloak``) transfers to dlib but costs 20 FaceNet passes per
+photo; a pattern learned once on other people's faces (experiments/universal_cloak.py) costs
+nothing per photo but does not transfer. In between: the same PGD, with one delta shared by the
+photos of one person (their photos in one batch, the objective summed over them), so its cost is
+paid per person, not per photo, and all of a person's photos carry the same pattern. Aligned face
+crops put the face in about the same place, which is what lets one delta serve them all.
+
+Run through ``python benchmarks/feature_transfer_pilot.py --per-person [--fit-photos N] ...``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from segue.methods.feature_cloak import FeatureCloak
+from segue.quality import rms, rms_cap, within_rms
+
+
+class PersonCloak(FeatureCloak):
+    """:class:`FeatureCloak` with one delta per side label, fitted on its first ``fit_photos`` photos.
+
+    Args:
+        fit_photos: how many of each person's photos the delta is fitted on (None: all of them).
+        **kwargs: :class:`FeatureCloak`'s; needs ``step_norm="l2"`` (with a ``psnr_floor``).
+
+    Shape:
+        ``perturb(images (N,3,H,W), side_labels (N,))`` -> ``(N,3,H,W)``: photos of one label differ
+        from their clean photos by the same delta (up to [0,1] clipping and 8-bit rounding).
+    """
+
+    name = "person-cloak"
+
+    def __init__(self, fit_photos: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if self.step_norm != "l2":
+            raise ValueError("the shared delta takes L2 steps: step_norm='l2' with a psnr_floor")
+        self.fit_photos = fit_photos
+
+    def config(self) -> dict:
+        return {**super().config(), "per_person": True, "fit_photos": self.fit_photos}
+
+    def shared_delta(self, x: torch.Tensor, targets: list[torch.Tensor | None]) -> torch.Tensor:
+        """``(1,3,H,W)``: momentum L2-PGD on one delta added to every photo of ``x`` (one person)."""
+        with torch.no_grad():
+            clean = [m(x) for m in self.models]
+        delta = torch.zeros_like(x[:1]).requires_grad_(True)
+        g = torch.zeros_like(delta)
+        radius = rms_cap(self.psnr_floor)
+        step = 2.5 * radius / max(self.steps, 1)
+        for _ in range(self.steps):
+            inp = (x + delta).clamp(0, 1)
+            inp = self.diversity(inp) if self.diverse else inp
+            (grad,) = torch.autograd.grad(self.objective(inp, clean, targets), delta)
+            grad = self.smooth(grad)
+            g = self.momentum * g + grad / grad.abs().mean().clamp_min(1e-12)
+            with torch.no_grad():
+                delta += step * g / rms(g)[:, None, None, None]
+                delta.copy_(within_rms(delta.clamp(-self.eps, self.eps), radius))
+        return delta.detach()
+
+    def perturb(self, images: torch.Tensor, side_labels: torch.Tensor) -> torch.Tensor:
+        if not self.models:
+            raise RuntimeError("call fit (or load with decoy 'none') first")
+        labels = torch.as_tensor(side_labels)
+        out = torch.empty_like(images)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            for label in labels.unique():
+                idx = (labels == label).nonzero().flatten()
+                x = images[idx].to(self.device)
+                fit_on = x[: self.fit_photos] if self.fit_photos else x
+                delta = self.shared_delta(fit_on, self.targets(label.view(1).expand(len(fit_on)).to(self.device)))
+                out[idx] = self.round_to_budget(x, delta.expand_as(x)).cpu()
+        return out
