@@ -138,6 +138,17 @@ def partial_md(rows: dict) -> list[str]:
     return md
 
 
+def protection_kind(args: argparse.Namespace) -> tuple[str, str]:
+    """What the run measures, in the results' title and in words."""
+    if args.universal:
+        return "patterns", "one universal pattern per person, trained once on other people's faces (a one-pass protection)"
+    if args.per_person:
+        return "shared PGD", "one PGD delta per person, shared by all of that person's photos"
+    if args.base_weights and args.steps == 0:
+        return "generator", f"the generator {Path(args.base_weights).name} alone, cut to the budget: one forward pass"
+    return "PGD", "per-image PGD, not a generator: the best case a generator with this objective could reach"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--people", type=int, default=20)
@@ -257,9 +268,7 @@ def main() -> None:
                "dlib_cos_to_own_centroid": {k: round(v, 3) for k, v in dlib_own.items()},
                "cos_to_target_centroid": None if to_target is None else round(to_target, 3), "attackers": rows,
                "partial": partial_rows(train, test, cloaked, args.partial_every and not args.partial_only)}
-    kind = ("one universal pattern per person, trained once on other people's faces (a one-pass protection)"
-           if args.universal else "per-image PGD, not a generator: the best case a generator with this objective could reach")
-    what = "patterns" if args.universal else "PGD"
+    what, kind = protection_kind(args)
     md = [f"## Feature-space pilot: {'+'.join(names)}-targeted {what} on {args.data} people {args.first}-{args.first + args.people - 1} "
           f"(112 px, L-inf {method.eps * 255:g}/255" + ("" if args.universal else f", {args.steps} steps") + ")", "",
           f"`python benchmarks/feature_transfer_pilot.py {' '.join(sys.argv[1:])}` on a 2-core CPU ({kind}).", "",

@@ -60,7 +60,7 @@ def train_patterns(pool: FaceSet, model, targets: torch.Tensor, eps: float = 16 
     ``val``: photos and their pattern indices, measured without diversity every ``log_every`` steps.
     """
     gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
+    torch.manual_seed(seed)  # the input diversity draws from the global generator: a pilot, seeded whole
     k_count, (_, c, h, w) = len(targets), pool.images.shape
     patterns = torch.zeros(k_count, c, h, w)
     velocity = torch.zeros_like(patterns)
