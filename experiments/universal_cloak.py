@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file
+from torch import nn
 
 from segue.data import FaceSet
 from segue.distortion import DistortionLayer
@@ -101,9 +102,79 @@ def train_patterns(pool: FaceSet, model, targets: torch.Tensor, eps: float = 16 
     return patterns, info
 
 
-def save_bank(path: str | Path, patterns: torch.Tensor, targets: torch.Tensor, settings: dict, history: list) -> None:
-    """The bank as ``.safetensors``: ``patterns``, ``targets`` and the settings :class:`UniversalCloak` reads."""
-    save_file({"patterns": patterns.contiguous(), "targets": targets.contiguous()}, str(path),
+class CoarseResidual(nn.Module):
+    """A per-photo delta seen through a coarse window: the face at ``size`` px in, a smooth ``(N,3,H,W)``
+    delta out (bilinear upsampling, ``eps * tanh``); its last layer starts at zero, so at first the bank alone.
+
+    Why: the patterns transfer to dlib about as well per unit of FaceNet's move as the per-photo PGD
+    but are weak; the per-photo generators are strong on FaceNet and transfer least. This gives the
+    bank a little per-photo adaptivity while keeping the photo's fine detail, which a generator can
+    fit to FaceNet's own features, out of reach.
+    """
+
+    def __init__(self, eps: float, size: int = 28, width: int = 32):
+        super().__init__()
+        self.eps, self.size = eps, size
+        self.net = nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, width, 3, padding=1),
+                                 nn.ReLU(), nn.Conv2d(width, 3, 3, padding=1))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        coarse = self.net(F.interpolate(x, size=self.size, mode="area") - 0.5)
+        return self.eps * torch.tanh(F.interpolate(coarse, size=x.shape[-2:], mode="bilinear", align_corners=False))
+
+
+def coarse_delta(patterns: torch.Tensor, residual: CoarseResidual, x: torch.Tensor, idx: torch.Tensor, eps: float,
+                 psnr_floor: float) -> torch.Tensor:
+    """Pattern ``idx`` plus the residual of ``x``, cut to the L-inf budget and the PSNR floor (differentiable)."""
+    return within_rms((patterns[idx] + residual(x)).clamp(-eps, eps), rms_cap(psnr_floor))
+
+
+def train_coarse(pool: FaceSet, model, patterns: torch.Tensor, targets: torch.Tensor, eps: float, psnr_floor: float,
+                 away: float = 1.0, max_seconds: float = 1500, batch: int = 32, lr: float = 1e-3,
+                 pattern_lr: float = 1e-4, seed: int = 0, val: tuple[FaceSet, torch.Tensor] | None = None,
+                 log_every: int = 100) -> tuple[torch.Tensor, CoarseResidual, dict]:
+    """The bank (from ``patterns``) and a :class:`CoarseResidual` trained together with Adam on the bank's
+    objective, each photo carrying a random pattern."""
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)  # the residual's initial weights and the input diversity's draws
+    bank, residual = nn.Parameter(patterns.clone()), CoarseResidual(eps)
+    opt = torch.optim.Adam([{"params": residual.parameters(), "lr": lr}, {"params": [bank], "lr": pattern_lr}])
+    diversity = DistortionLayer.from_config(AFFINE_DIVERSITY)
+    history: list[dict] = []
+    t0, step = time.perf_counter(), 0
+
+    def cosines(x, clean, idx, div):
+        e = model(div((x + coarse_delta(bank, residual, x, idx, eps, psnr_floor)).clamp(0, 1)))
+        return F.cosine_similarity(e, clean).mean(), F.cosine_similarity(e, targets[idx]).mean()
+
+    while time.perf_counter() - t0 < max_seconds:
+        step += 1
+        x = pool.images[torch.randint(len(pool), (batch,), generator=gen)]
+        idx = torch.randint(len(targets), (batch,), generator=gen)
+        with torch.no_grad():
+            clean = model(x)
+        own, toward = cosines(x, clean, idx, diversity)
+        opt.zero_grad()
+        (away * own - toward).backward()
+        opt.step()
+        if val is not None and step % log_every == 0:
+            with torch.no_grad():
+                v_own, v_toward = cosines(val[0].images, model(val[0].images), val[1], lambda t: t)
+            history.append({"step": step, "seconds": round(time.perf_counter() - t0, 1),
+                            "val_cos_own": round(v_own.item(), 4), "val_cos_decoy": round(v_toward.item(), 4)})
+            print(json.dumps(history[-1]), flush=True)
+    return bank.detach(), residual.eval(), {"steps_done": step, "seconds": round(time.perf_counter() - t0, 1),
+                                            "history": history}
+
+
+def save_bank(path: str | Path, patterns: torch.Tensor, targets: torch.Tensor, settings: dict, history: list,
+              residual: CoarseResidual | None = None) -> None:
+    """The bank as ``.safetensors``: ``patterns``, ``targets``, the residual's ``residual.*`` weights if
+    any, and the settings :class:`UniversalCloak` reads."""
+    extra = {} if residual is None else {f"residual.{k}": v.contiguous() for k, v in residual.state_dict().items()}
+    save_file({"patterns": patterns.contiguous(), "targets": targets.contiguous(), **extra}, str(path),
               metadata={"settings": json.dumps(settings), "history": json.dumps(history)})
 
 
@@ -127,7 +198,12 @@ class UniversalCloak(NoiseMethod):
             self.meta = json.loads(f.metadata()["settings"])
             self.patterns = f.get_tensor("patterns")
             self.targets = f.get_tensor("targets")
+            state = {k.removeprefix("residual."): f.get_tensor(k) for k in f.keys() if k.startswith("residual.")}
         super().__init__(self.meta["eps"], self.meta["seed"], device)
+        self.residual = None
+        if state:
+            self.residual = CoarseResidual(self.eps).eval()
+            self.residual.load_state_dict(state)
         self.path, self.psnr_floor = str(path), float(self.meta["psnr_floor"])
         self.models: list = []
         self.decoys: list[torch.Tensor] = []
@@ -146,7 +222,12 @@ class UniversalCloak(NoiseMethod):
         return self
 
     def perturb(self, images: torch.Tensor, side_labels: torch.Tensor) -> torch.Tensor:
-        delta = self.patterns[torch.as_tensor(side_labels) % len(self.patterns)]
+        idx = torch.as_tensor(side_labels) % len(self.patterns)
+        if self.residual is None:
+            delta = self.patterns[idx]
+        else:
+            with torch.no_grad():
+                delta = coarse_delta(self.patterns, self.residual, images, idx, self.eps, self.psnr_floor)
         out = quantise(images, delta, self.eps)
         for _ in range(20):  # 8-bit rounding can cost a photo its last fraction of a dB
             over = rms(out - images) > rms_cap(self.psnr_floor)
@@ -173,6 +254,7 @@ def main() -> None:
     ap.add_argument("--per-pattern", type=int, default=4)
     ap.add_argument("--step-frac", type=float, default=0.05)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--coarse-from", help="a bank to start from: train it with a CoarseResidual (Adam) instead")
     args = ap.parse_args()
     model = DIFFERENTIABLE.create("facenet-torch")
     pool, decoys = celeba234_photos("train", 112), celeba234_photos("val", 112)
@@ -180,15 +262,23 @@ def main() -> None:
     # validation: two photos of each val person, each carrying another person's pattern (label + 1)
     pick = torch.cat([(decoys.labels == c).nonzero().flatten()[:2] for c in range(len(decoys.classes))])
     val = (decoys.subset(pick), (decoys.labels[pick] + 1) % len(targets))
-    patterns, info = train_patterns(pool, model, targets, args.eps / 255, args.psnr_floor, args.away, args.steps,
-                                    60 * args.minutes, args.per_step, args.per_pattern, step_frac=args.step_frac,
-                                    seed=args.seed, val=val)
+    residual = None
+    if args.coarse_from:
+        start = UniversalCloak(args.coarse_from)
+        patterns, residual, info = train_coarse(pool, model, start.patterns, start.targets, start.eps,
+                                                start.psnr_floor, args.away, 60 * args.minutes, seed=args.seed, val=val)
+    else:
+        patterns, info = train_patterns(pool, model, targets, args.eps / 255, args.psnr_floor, args.away, args.steps,
+                                        60 * args.minutes, args.per_step, args.per_pattern, step_frac=args.step_frac,
+                                        seed=args.seed, val=val)
     settings = {"eps": args.eps / 255, "seed": args.seed, "psnr_floor": args.psnr_floor, "away": args.away,
                 "extractor": "facenet-torch", "pool": "celeba234 train (164 people)",
                 "decoys": "facenet centroids of the celeba234 val people", "per_step": args.per_step,
                 "per_pattern": args.per_pattern, "step_frac": args.step_frac, "schedule_steps": args.steps,
-                **{k: v for k, v in info.items() if k != "history"}, "val_last": (info["history"] or [{}])[-1]}
-    save_bank(args.out, patterns, targets, settings, info["history"])
+                **{k: v for k, v in info.items() if k != "history"}, "val_last": (info["history"] or [{}])[-1],
+                **({"coarse_from": Path(args.coarse_from).name, "residual": "CoarseResidual(28 px, width 32), Adam 1e-3 "
+                    "(bank 1e-4), batch 32"} if args.coarse_from else {})}
+    save_bank(args.out, patterns, targets, settings, info["history"], residual)
     print(json.dumps(settings))
 
 
