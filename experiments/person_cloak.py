@@ -18,7 +18,6 @@ from __future__ import annotations
 import torch
 
 from segue.methods.feature_cloak import FeatureCloak
-from segue.quality import rms, rms_cap, within_rms
 
 
 class PersonCloak(FeatureCloak):
@@ -45,23 +44,8 @@ class PersonCloak(FeatureCloak):
         return {**super().config(), "per_person": True, "fit_photos": self.fit_photos}
 
     def shared_delta(self, x: torch.Tensor, targets: list[torch.Tensor | None]) -> torch.Tensor:
-        """``(1,3,H,W)``: momentum L2-PGD on one delta added to every photo of ``x`` (one person)."""
-        with torch.no_grad():
-            clean = [m(x) for m in self.models]
-        delta = torch.zeros_like(x[:1]).requires_grad_(True)
-        g = torch.zeros_like(delta)
-        radius = rms_cap(self.psnr_floor)
-        step = 2.5 * radius / max(self.steps, 1)
-        for _ in range(self.steps):
-            inp = (x + delta).clamp(0, 1)
-            inp = self.diversity(inp) if self.diverse else inp
-            (grad,) = torch.autograd.grad(self.objective(inp, clean, targets), delta)
-            grad = self.smooth(grad)
-            g = self.momentum * g + grad / grad.abs().mean().clamp_min(1e-12)
-            with torch.no_grad():
-                delta += step * g / rms(g)[:, None, None, None]
-                delta.copy_(within_rms(delta.clamp(-self.eps, self.eps), radius))
-        return delta.detach()
+        """``(1,3,H,W)``: the cloak's PGD on one delta added to every photo of ``x`` (one person)."""
+        return self.attack(x, targets, start=torch.zeros_like(x[:1]))
 
     def perturb(self, images: torch.Tensor, side_labels: torch.Tensor) -> torch.Tensor:
         if not self.models:

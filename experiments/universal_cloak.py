@@ -36,22 +36,22 @@ from torch import nn
 
 from segue.data import FaceSet
 from segue.distortion import DistortionLayer
-from segue.methods.base import NoiseMethod, quantise
+from segue.methods.base import NoiseMethod, quantise_within
 from segue.methods.feature_cloak import AFFINE_DIVERSITY, centroids
-from segue.quality import rms, rms_cap, within_rms
+from segue.quality import rms, rms_cap, within_psnr
 
 
-def project(patterns: torch.Tensor, eps: float, psnr_floor: float) -> torch.Tensor:
-    """Patterns cut to the L-inf ``eps`` and to the L2 ball of ``psnr_floor`` (each pattern alone)."""
-    return within_rms(patterns.clamp(-eps, eps), rms_cap(psnr_floor))
+def project(delta: torch.Tensor, eps: float, psnr_floor: float) -> torch.Tensor:
+    """Each delta cut to the L-inf ``eps`` and to the L2 ball of ``psnr_floor`` (differentiable)."""
+    return within_psnr(delta.clamp(-eps, eps), psnr_floor)
 
 
-def cloak_terms(model, patterns: torch.Tensor, x: torch.Tensor, clean: torch.Tensor, idx: torch.Tensor,
-                targets: torch.Tensor, diversity: DistortionLayer | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean cosine of each protected photo's embedding to its clean embedding and to its pattern's decoy."""
-    inp = (x + patterns[idx]).clamp(0, 1)
+def cloak_terms(model, x: torch.Tensor, delta: torch.Tensor, clean: torch.Tensor, decoys: torch.Tensor,
+                diversity: DistortionLayer | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean cosine of each protected photo's embedding to its clean embedding and to its decoy."""
+    inp = (x + delta).clamp(0, 1)
     e = model(diversity(inp) if diversity is not None else inp)
-    return F.cosine_similarity(e, clean).mean(), F.cosine_similarity(e, targets[idx]).mean()
+    return F.cosine_similarity(e, clean).mean(), F.cosine_similarity(e, decoys).mean()
 
 
 def train_patterns(pool: FaceSet, model, targets: torch.Tensor, eps: float = 16 / 255, psnr_floor: float = 30.0,
@@ -77,7 +77,7 @@ def train_patterns(pool: FaceSet, model, targets: torch.Tensor, eps: float = 16 
     def measure() -> dict:
         with torch.no_grad():
             x, idx = val
-            own, toward = cloak_terms(model, patterns, x.images, model(x.images), idx, targets)
+            own, toward = cloak_terms(model, x.images, patterns[idx], model(x.images), targets[idx])
         return {"step": step, "seconds": round(time.perf_counter() - t0, 1), "val_cos_own": round(own.item(), 4),
                 "val_cos_decoy": round(toward.item(), 4)}
 
@@ -92,7 +92,7 @@ def train_patterns(pool: FaceSet, model, targets: torch.Tensor, eps: float = 16 
         with torch.no_grad():
             clean = model(x)
         p = patterns.clone().requires_grad_(True)
-        own, toward = cloak_terms(model, p, x, clean, idx, targets, diversity)
+        own, toward = cloak_terms(model, x, p[idx], clean, targets[idx], diversity)
         (grad,) = torch.autograd.grad(toward - away * own, p)
         g = grad[drawn]
         velocity[drawn] = momentum * velocity[drawn] + g / g.abs().mean((1, 2, 3), keepdim=True).clamp_min(1e-12)
@@ -132,7 +132,7 @@ class CoarseResidual(nn.Module):
 def coarse_delta(patterns: torch.Tensor, residual: CoarseResidual, x: torch.Tensor, idx: torch.Tensor, eps: float,
                  psnr_floor: float) -> torch.Tensor:
     """Pattern ``idx`` plus the residual of ``x``, cut to the L-inf budget and the PSNR floor (differentiable)."""
-    return within_rms((patterns[idx] + residual(x)).clamp(-eps, eps), rms_cap(psnr_floor))
+    return project(patterns[idx] + residual(x), eps, psnr_floor)
 
 
 def train_coarse(pool: FaceSet, model, patterns: torch.Tensor, targets: torch.Tensor, eps: float, psnr_floor: float,
@@ -149,9 +149,8 @@ def train_coarse(pool: FaceSet, model, patterns: torch.Tensor, targets: torch.Te
     history: list[dict] = []
     t0, step = time.perf_counter(), 0
 
-    def cosines(x, clean, idx, div):
-        e = model(div((x + coarse_delta(bank, residual, x, idx, eps, psnr_floor)).clamp(0, 1)))
-        return F.cosine_similarity(e, clean).mean(), F.cosine_similarity(e, targets[idx]).mean()
+    def cosines(x, clean, idx, div=None):
+        return cloak_terms(model, x, coarse_delta(bank, residual, x, idx, eps, psnr_floor), clean, targets[idx], div)
 
     while time.perf_counter() - t0 < max_seconds:
         step += 1
@@ -165,7 +164,7 @@ def train_coarse(pool: FaceSet, model, patterns: torch.Tensor, targets: torch.Te
         opt.step()
         if val is not None and step % log_every == 0:
             with torch.no_grad():
-                v_own, v_toward = cosines(val[0].images, model(val[0].images), val[1], lambda t: t)
+                v_own, v_toward = cosines(val[0].images, model(val[0].images), val[1])
             history.append({"step": step, "seconds": round(time.perf_counter() - t0, 1),
                             "val_cos_own": round(v_own.item(), 4), "val_cos_decoy": round(v_toward.item(), 4)})
             print(json.dumps(history[-1]), flush=True)
@@ -232,14 +231,7 @@ class UniversalCloak(NoiseMethod):
         else:
             with torch.no_grad():
                 delta = coarse_delta(self.patterns, self.residual, images, idx, self.eps, self.psnr_floor)
-        out = quantise(images, delta, self.eps)
-        for _ in range(20):  # 8-bit rounding can cost a photo its last fraction of a dB
-            over = rms(out - images) > rms_cap(self.psnr_floor)
-            if not over.any():
-                break
-            delta = torch.where(over[:, None, None, None], 0.97 * delta, delta)
-            out = quantise(images, delta, self.eps)
-        return out
+        return quantise_within(images, delta, self.eps, self.psnr_floor)
 
 
 def main() -> None:

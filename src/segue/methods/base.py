@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from segue.data import FaceSet
+from segue.quality import rms, rms_cap
 
 
 def quantise(images: torch.Tensor, delta: torch.Tensor, eps: float) -> torch.Tensor:
@@ -33,6 +34,22 @@ def quantise(images: torch.Tensor, delta: torch.Tensor, eps: float) -> torch.Ten
     target = ((images + delta.clamp(-eps, eps)).clamp(0, 1) * 255).round()
     step = math.floor(eps * 255 + 1e-6)
     return (base + (target - base).clamp(-step, step)).clamp(0, 255) / 255
+
+
+def quantise_within(images: torch.Tensor, delta: torch.Tensor, eps: float, psnr_floor: float) -> torch.Tensor:
+    """:func:`quantise`; where 8-bit rounding pushed an image below ``psnr_floor`` dB, its ``delta``
+    shrinks (x0.97, up to 20 times) until it is not (``psnr_floor <= 0``: no floor)."""
+    out = quantise(images, delta, eps)
+    if psnr_floor <= 0:
+        return out
+    radius = rms_cap(psnr_floor)
+    for _ in range(20):
+        over = rms(out - images) > radius
+        if not over.any():
+            break
+        delta = torch.where(over[:, None, None, None], 0.97 * delta, delta)
+        out = quantise(images, delta, eps)
+    return out
 
 
 class NoiseMethod:

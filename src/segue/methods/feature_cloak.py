@@ -20,8 +20,8 @@ import torch.nn.functional as F
 
 from segue.data import FaceSet
 from segue.distortion import DistortionConfig, DistortionLayer
-from segue.methods.base import NoiseMethod, quantise
-from segue.quality import rms, rms_cap, within_rms
+from segue.methods.base import NoiseMethod, quantise_within
+from segue.quality import rms_cap, within_rms
 
 #: Input diversity: what a platform does to an upload, each at random, in every PGD step.
 DIVERSITY = DistortionConfig(pgd_steps=0, blur_kernel=0, sharpness=1.0, hflip_p=0.5, vflip_p=0.0,
@@ -174,18 +174,22 @@ class FeatureCloak(NoiseMethod):
     def attack(self, x: torch.Tensor, targets: list[torch.Tensor | None], start: torch.Tensor | None = None,
                radius: float | torch.Tensor | None = None) -> torch.Tensor:
         """``delta`` for one batch, from ``start`` (zeros): MI-FGSM with DI and TI, projected on the
-        L-inf budget and, with a PSNR floor, on each photo's L2 ``radius`` ``(N,)`` (default: the floor's)."""
+        L-inf budget and, with a PSNR floor, on each photo's L2 ``radius`` ``(N,)`` (default: the floor's).
+
+        A ``(1,C,H,W)`` ``start`` makes one delta shared by the whole batch (the objective summed over
+        its photos; experiments/person_cloak.py); it is not kept inside [0,1] per photo, the photos are
+        clipped where they enter the extractors and when they are rounded."""
         with torch.no_grad():
             clean = [m(x) for m in self.models]
         delta = (torch.zeros_like(x) if start is None else start.clone()).requires_grad_(True)
-        g = torch.zeros_like(x)
+        g = torch.zeros_like(delta)
         # a float, not an (N,) tensor, without a radius: float32 tensors round differently, and the
         # shipped cloak's measured photos must stay bit-identical
         radius = rms_cap(self.psnr_floor) if radius is None else radius
         size = (radius.view(-1, 1, 1, 1) if torch.is_tensor(radius) else radius) if self.step_norm == "l2" else self.eps
         step = 2.5 * size / max(self.steps, 1)
         for _ in range(self.steps):
-            inp = x + delta
+            inp = (x + delta).clamp(0, 1)  # a no-op unless delta is shared
             inp = self.diversity(inp) if self.diverse else inp
             (grad,) = torch.autograd.grad(self.objective(inp, clean, targets), delta)
             grad = self.smooth(grad)
@@ -198,7 +202,8 @@ class FeatureCloak(NoiseMethod):
                 delta.clamp_(-self.eps, self.eps)
                 if self.psnr_floor > 0:
                     delta.copy_(within_rms(delta, radius))
-                delta.copy_((x + delta).clamp(0, 1) - x)
+                if delta.shape == x.shape:
+                    delta.copy_((x + delta).clamp(0, 1) - x)
         return delta.detach()
 
     def perturb(self, images: torch.Tensor, side_labels: torch.Tensor) -> torch.Tensor:
@@ -219,15 +224,5 @@ class FeatureCloak(NoiseMethod):
         return self.attack(x, self.targets(y))
 
     def round_to_budget(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-        """8-bit ``x + delta``; where rounding pushed an image below the PSNR floor, ``delta`` shrinks until it is not."""
-        out = quantise(x, delta, self.eps)
-        if self.psnr_floor <= 0:
-            return out
-        radius = rms_cap(self.psnr_floor)
-        for _ in range(20):
-            over = rms(out - x) > radius
-            if not over.any():
-                break
-            delta = torch.where(over[:, None, None, None], 0.97 * delta, delta)
-            out = quantise(x, delta, self.eps)
-        return out
+        """8-bit ``x + delta`` within the budget and the PSNR floor (:func:`segue.methods.base.quantise_within`)."""
+        return quantise_within(x, delta, self.eps, self.psnr_floor)
