@@ -1,4 +1,4 @@
-# Helpers shared by the lent-GPU session scripts (sourced, not run). Every process runs under one
+# Helpers shared by the GPU run scripts (sourced, not run). Every process runs under one
 # hard stop, TOTAL seconds after T0, so that whatever finished comes back before the device call ends.
 #   GSEC: generator time budget (s); TOTAL: hard stop (s after start); DEV: torch device
 set -u
@@ -30,7 +30,7 @@ train_g() {  # train_g NAME TRAIN-FLAGS...: configs/robust_112.yaml under the ge
   bg "g_$name" python3 -m segue.cli train "$SEGUE_WEBFACE10/train_clean" --config configs/robust_112.yaml \
     --epochs 200 --max-seconds "$GSEC" -o "runs/gpu/$name.safetensors" --device "$DEV" "$@"
 }
-finish() {  # finish ARCHIVE: pack the session's results and show each log's end
+finish() {  # finish ARCHIVE: pack the run's results and show each log's end
   echo "all done at $(( $(date +%s) - T0 )) s"
   tar czf "$OUT/$1" --exclude=out runs/gpu
   for f in runs/gpu/logs/*.log; do echo "== $f"; tail -n 2 "$f"; done

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One lent-GPU session (15 device-minutes in all): everything the CPU cannot do in time, as parallel
+# One GPU run (15 device-minutes in all): everything the CPU cannot do in time, as parallel
 # processes on one GPU, each under a deadline so that whatever finished comes back.
 #
 #   phase A (t=0):  3 robust generators (configs/robust_112.yaml; smooth 1, 2, 4; fine-tuned from the

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Lent-GPU session 3 (issue 6): the REM-style robust generator (configs/robust_rem_112.yaml, shipped as
+# GPU run 3: the REM-style robust generator (configs/robust_rem_112.yaml, shipped as
 # robust_rem) trained on. Its CPU run stopped after 7 epochs with the distorted loss still falling
 # (0.27 -> 0.18 over the last two), and no countermeasure gave 17.0 / 15.0 / 14.5 % at seeds 0-2: the
 # victim's curve sits at 11-13 % and the peak is that plus test noise, so the shortcut must get stronger.
@@ -11,7 +11,7 @@
 # Run from the repository root on the GPU machine, with .whl and .devdata (WebFace10) carried:
 #   TOTAL=475 GSEC=180 bash benchmarks/gpu_session_rem.sh
 #   TOTAL=230 bash benchmarks/gpu_session_rem.sh seeds      (a second call: the new generator's rows at seeds 1-2;
-#   its deadline cut adv_4 seed 2, run alone in a third call: README, session 15 commands)
+#   its deadline cut adv_4 seed 2, run alone in a third call)
 # Then here: python benchmarks/collect_gpu_session.py PATH/gpu_session_rem.tgz PATH/gpu_session_rem_seeds.tgz
 source "$(dirname "$0")/gpu_lib.sh"
 R=benchmarks/grids/robust_gpu.yaml

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Lent-GPU session 2 (issue 6): two-band robust generators. Session 1 (gpu_session.sh) showed that a
+# GPU run 2: two-band robust generators. Run 1 (gpu_session.sh) showed that a
 # fine delta (robust_s1) survives grayscale, JPEG-30 and adversarial training but not downscaling,
 # blur or JPEG-10, and a low-passed one (robust_s4) the other way round. Here G gets both bands
 # (GeneratorConfig.low_band) and learns how to share the budget through the robust distortion layer.
 #
-#   phase A (t=0): three two-band generators fine-tuned from session 1's weights (GSEC s each):
+#   phase A (t=0): three two-band generators fine-tuned from run 1's weights (GSEC s each):
 #                  2band_s1 (from robust_s1), 2band_s4 (from robust_s4), 2band_luma (from robust_s1,
 #                  brightness-only coarse band); beside them, robust_s1's missing rows.
 #   phase B:       each two-band generator's ten rows as soon as it exists (4 processes each).
@@ -51,5 +51,5 @@ rows $GB segue_2band_s4 runs/gpu/robust_2band_s4.safetensors
 rows $GC segue_2band_luma runs/gpu/robust_2band_luma.safetensors
 echo "phase B started at $(( $(date +%s) - T0 )) s"
 wait
-rm -f runs/gpu/robust_s1.* runs/gpu/robust_s4.*   # session 1's, already in benchmarks/results
+rm -f runs/gpu/robust_s1.* runs/gpu/robust_s4.*   # run 1's, already in benchmarks/results
 finish gpu_session_two_band.tgz

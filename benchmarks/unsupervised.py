@@ -13,7 +13,7 @@ generator per dataset on those pseudo-labels (configs/webface10_112.yaml), prote
 training photos with their pseudo-label codes, trains ResNet18 victims on clean and on
 protected photos (``--skip-clean``: protected only) and tests them on clean test photos.
 Writes benchmarks/results/unsupervised.{json,md} (or ``--name``). The two stages are split
-so the dlib stage can run on a CPU machine and the training on a lent GPU. ``--save-generator DIR``
+so the dlib stage can run on a CPU machine and the training on a GPU machine. ``--save-generator DIR``
 keeps each generator (``DIR/<data>_pseudo.safetensors``); ``--generator DIR`` loads them instead of
 training, so victims can be rerun (other seeds, more epochs) on the same generator.
 """

@@ -6,19 +6,19 @@
   ``nn.Conv2d`` of FaceNet's port. At ``p = 0.1`` on ORL people 0-19 (FaceNet alone, farthest
   outsider decoys, 16/255, 30 dB) the white-box attack itself stopped working in 20 steps (FaceNet's
   cosine to the decoy 0.16 instead of 0.83) and dlib-linear went from 35.0 % to 92.5 % (full) and
-  27.5 % to 90.0 % (partial): benchmarks/results/feature_transfer_pilot_facenet_dfanet_farthest_orl0.md.
+  27.5 % to 90.0 % (partial): experiments/results/feature_transfer_pilot_facenet_dfanet_farthest_orl0.md.
 * ``base: method`` - the PGD starts from Segue's generator's protection, to keep the from-scratch
   shortcut and add the embedding cloak. On WebFace10 the steps erase the shortcut (from scratch
   53.0 % against 32.0 % for the generator alone, 54.5 % clean):
-  benchmarks/results/feature_transfer_pilot_base_default_cloak_wf10.md. From a FaceNet-feature
+  experiments/results/feature_transfer_pilot_base_default_cloak_wf10.md. From a FaceNet-feature
   generator, 5 steps left dlib at 67.5 / 57.5 % where 5 steps from zero reach 45.0 / 22.5 %
-  (ORL 0-19): benchmarks/results/feature_transfer_pilot_nodecoy_steps5_gen_mid6a_orl0.md.
+  (ORL 0-19): experiments/results/feature_transfer_pilot_nodecoy_steps5_gen_mid6a_orl0.md.
 * ``then: method`` - the generator's protection of the *cloaked* photo added after the PGD, in one
   PSNR budget: each photo's PGD gets the L2 room the generator's delta leaves under the floor. It
   keeps both patterns at 30 dB but trades one attacker for the other: on WebFace10 with ``default``,
   dlib-linear / knn 21.0 / 24.0 % everyone protected, 30.5 / 24.0 % each alone (the cloak alone:
   4.0 / 5.5 and 7.5 / 4.0 %), from scratch 40.5 % peak (cloak alone 51.0 %, generator alone 32.0 %):
-  benchmarks/results/feature_transfer_pilot_facenet_affine_away1_nodecoy_joint_default_wf10.md.
+  experiments/results/feature_transfer_pilot_facenet_affine_away1_nodecoy_joint_default_wf10.md.
 
 (``affine_diversity``, measured here first, won and is the package's ``FeatureCloak(affine_diversity=True)``.)
 """

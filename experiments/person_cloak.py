@@ -7,10 +7,10 @@ photos of one person (their photos in one batch, the objective summed over them)
 paid per person, not per photo, and all of a person's photos carry the same pattern. Aligned face
 crops put the face in about the same place, which is what lets one delta serve them all.
 
-Outcome (docs/attacks.md, benchmarks/results/person_cloak_orl0.md): weaker than the per-photo cloak on
+Outcome (docs/attacks.md, experiments/results/person_cloak_orl0.md): weaker than the per-photo cloak on
 FaceNet and on dlib alike; dlib-linear 72.5 % on ORL people 0-19 everyone protected (per photo: 20.0 %).
 
-Run through ``python benchmarks/feature_transfer_pilot.py --per-person [--fit-photos N] ...``.
+Run through ``python experiments/feature_transfer_pilot.py --per-person [--fit-photos N] ...``.
 """
 
 from __future__ import annotations

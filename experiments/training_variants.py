@@ -1,7 +1,7 @@
 """Training options that lost, on top of ``segue.training`` (see experiments/README.md).
 
 All measured in the GPU recipe sweep (NVIDIA H100, 40 s of generator training per run, ResNet18
-victim on WebFace10 112 px, peak %; benchmarks/results/recipe_sweep_gpu, docs/experiments/recipe-sweep.md),
+victim on WebFace10 112 px, peak %; experiments/results/recipe_sweep_gpu, docs/experiments/recipe-sweep.md),
 where the package's schedule (the paper's Alg. 1) gave 15.5 %:
 
 * ``schedule: interleaved`` (+ ``surrogate_steps``) - every batch does ``surrogate_steps`` steps of f

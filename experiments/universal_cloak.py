@@ -9,7 +9,7 @@ CVPR 2017). Protecting is one addition, so throughput is the generator's or bett
 person's photos carry the same pattern, as class-wise error-minimising noise does (the from-scratch
 shortcut). dlib never enters training: it is the black-box attacker.
 
-Outcome (docs/attacks.md, benchmarks/results/universal_cloak_k35_*.md, coarse_cloak_k35_*.md): the
+Outcome (docs/attacks.md, experiments/results/universal_cloak_k35_*.md, coarse_cloak_k35_*.md): the
 patterns move FaceNet on new faces and dlib about as much per unit of that move as the per-photo PGD,
 but too little: dlib-linear 69-97.5 % everyone protected (64 % with :class:`CoarseResidual`).
 
@@ -17,7 +17,7 @@ Train (patterns derived from CelebA234 photos: kept outside the repository)::
 
     python -m experiments.universal_cloak --out /path/patterns.safetensors --minutes 40
 
-then measure them with ``python benchmarks/feature_transfer_pilot.py --universal /path/patterns.safetensors``.
+then measure them with ``python experiments/feature_transfer_pilot.py --universal /path/patterns.safetensors``.
 """
 
 from __future__ import annotations

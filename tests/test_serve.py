@@ -38,7 +38,8 @@ def test_health(client):
 
 
 def test_page_and_openapi_schema(client):
-    assert "segue" in client.get("/").text
+    page = client.get("/").text
+    assert "segue" in page and "side label" not in page.lower()  # plain words on the first view
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/api/protect", "/api/health", "/api/protect-zip"} <= set(paths)
 
@@ -52,6 +53,7 @@ def test_protect_happy_path_is_within_eps(client):
     assert a.shape == b.shape
     assert 0 < np.abs(a - b).max() <= 9
     assert int(r.headers["X-Segue-Linf"]) <= 9 and float(r.headers["X-Segue-PSNR"]) > 25
+    assert 0 < float(r.headers["X-Segue-HaarPSI"]) < 1 and float(r.headers["X-Segue-DeltaE-P95"]) > 0  # every upload measured
 
 
 def test_original_format_on_request(client):

@@ -86,6 +86,7 @@ def test_upload_protect_download(server_url, browser, tmp_path):
     link = browser.find_element(By.CSS_SELECTOR, "a.download")
     assert link.get_attribute("download") == "face.protected.png"
     assert "PSNR" in browser.find_element(By.CSS_SELECTOR, ".state").text
+    assert "HaarPSI 0." in browser.find_element(By.CSS_SELECTOR, ".state").text
     data = base64.b64decode(browser.execute_async_script(FETCH_AS_BASE64, link.get_attribute("href")))
     out = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.int16)
     assert out.shape == face.shape

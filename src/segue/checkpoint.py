@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from segue.generator import Generator, GeneratorConfig
 
-from segue.shipped import SHIPPED  # noqa: E402  (name -> file of every shipped generator)
+from segue.shipped import SHIPPED, WEIGHTS  # noqa: E402  (name -> file of every shipped generator)
 
 DEFAULT_WEIGHTS = SHIPPED["default"]
 
@@ -116,9 +116,14 @@ def load_generator(path: str | Path | None = None, device: str | torch.device = 
     before some options moved to ``experiments/`` load as long as those are at their shipped value
     (:func:`migrate_generator_config`).
     """
+    name = str(path) if path is not None and str(path) in SHIPPED else None
     path, config, provenance = read_weights(path, overrides)
     generator = Generator(GeneratorConfig(**migrate_generator_config(config, f"{path}")))
     generator.load_state_dict(load_file(str(path), device="cpu"))
+    if name and WEIGHTS.tags(name).get("visibility") == "visible":  # its card says so: held to VISIBLE, not to the generator bar
+        from segue.visibility import VISIBLE
+
+        generator.visibility_budget = VISIBLE
     return generator.to(device).eval(), provenance
 
 

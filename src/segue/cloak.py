@@ -12,7 +12,7 @@ targeted cloak of Fawkes, Shan et al. 2020, made by the generator in one forward
 dlib's network is the black-box attacker of the benchmarks and must never be an extractor here,
 so its numbers measure transfer.
 
-Status: the objective, its tests and pilots only (benchmarks/results/cloak_pilot*.md,
+Status: the objective, its tests and pilots only (experiments/results/cloak_pilot*.md,
 docs/attacks.md): no generator trained with it protects against dlib yet (the best moved it on its
 own 20 ORL people only, not in the partial setting or on new people), so no shipped generator uses
 it. What ships against pretrained recognisers is the per-photo PGD of

@@ -2,7 +2,7 @@
 
 One pretrained surrogate (the FaceNet port) is white-box for the facenet attackers and says
 little about transfer: a cloak that only fools FaceNet leaves dlib at ~95 %
-(benchmarks/results/feature_transfer_pilot*.md). Transfer-based attacks do better against an
+(experiments/results/feature_transfer_pilot*.md). Transfer-based attacks do better against an
 *ensemble* of surrogates, so this module trains a second, independent one: a
 :mod:`segue.models` backbone whose last layer gives a ``dim``-d embedding, learnt with a CosFace
 margin-softmax head (Wang et al., "CosFace: Large Margin Cosine Loss for Deep Face

@@ -105,7 +105,7 @@ def test_experiment_configs_are_what_their_committed_weights_were_trained_with(c
 
 @pytest.mark.parametrize("grid", ["tiny_smoke", "gpu_sweep"])
 def test_recipe_sweep_runs_are_variant_configs(grid):
-    """benchmarks/recipe_sweep.py's runs (interleaved, code_bits, f in train mode) load as VariantTrainConfig."""
+    """experiments/recipe_sweep.py's runs (interleaved, code_bits, f in train mode) load as VariantTrainConfig."""
     import yaml
 
     spec = yaml.safe_load((ROOT / "benchmarks/grids" / f"{grid}.yaml").read_text())  # its base: is repo-relative

@@ -20,7 +20,7 @@ relative to the current directory. A cell is ``method|victim|countermeasure|seed
 
 Resumable: each finished cell is one line of ``OUTPUT/results.jsonl``; a rerun skips the
 cells already there (``--only`` globs pick cells, ``--max-cells`` and ``--deadline`` bound
-a session). A method's protected training set is generated once and cached (config ``cache``;
+a run). A method's protected training set is generated once and cached (config ``cache``;
 default ``~/.cache/segue/benchmark/<output>``, outside the repository: the sets are copies of
 the photos), with its generation time and image quality in ``OUTPUT/methods.json``.
 ``OUTPUT/table.md`` and ``OUTPUT/curves.png`` are rewritten after every cell; ``samples.png``

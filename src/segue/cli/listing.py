@@ -61,6 +61,9 @@ def cmd_list(args: argparse.Namespace) -> int:
                 tags = reg.tags(name)
                 print(f"  {'':<16} L-inf {tags['linf_255']}/255, PSNR {tags['psnr_db']} dB, SSIM {tags['ssim']}; "
                       f"from-scratch victim {tags['from_scratch_peak_pct']} % peak")
+                print(f"  {'':<16} visibility: {tags['visibility'].upper() if tags['visibility'] == 'visible' else 'invisible'} "
+                      f"(HaarPSI {tags['haarpsi_median']}, CIEDE2000 p95 {tags['delta_e_p95_median']}: median per file on the "
+                      f"CelebA234 validation people; the default is the bar)  [{tags['visibility_results']}]")
                 print(f"  {'':<16} survives: {tags['survives']}")
                 print(f"  {'':<16} does not survive: {tags['fails']}  [{tags['results']}]")
     return 0

@@ -22,7 +22,12 @@ def cmd_protect(args: argparse.Namespace) -> int:
                           work_size=0 if args.native_size else None,
                           region="full" if args.full_image else args.region, crop_max_side=args.crop_max_side,
                           face_margin=args.face_margin, keep_exif=args.keep_exif, max_pixels=args.max_pixels,
-                          ssim_every=args.ssim_every, png_level=args.png_level)
+                          ssim_every=args.ssim_every, png_level=args.png_level,
+                          visibility_every=args.visibility_every)
+    if args.visibility_budget:
+        from segue.visibility import BUDGETS
+
+        opts.visibility_budget = BUDGETS[args.visibility_budget]
     device = resolve_device(args.device)
     if args.cloak and (args.weights or args.engine == "ray" or args.native_size):
         print("segue protect: --cloak replaces the generator: not with --weights, --engine ray or --native-size",
@@ -37,14 +42,18 @@ def cmd_protect(args: argparse.Namespace) -> int:
         else:
             from segue.checkpoint import load_protector
             from segue.protect import protect_folder, settle_process
-            from segue.protect.cloaker import Cloaker
 
             if args.cloak:
+                from segue.protect.cloaker import Cloaker  # imported only here: it brings every method (2.5 s)
+
                 opts.workers = 1  # one lane: the PGD's random input diversity is then the same on every run
                 generator = Cloaker(device=device)
             else:
                 generator, opts.side_info = load_protector(args.weights, device)
             settle_process()
+            if getattr(generator, "visibility_budget", None) is not None and args.visibility_budget != "generator":
+                print("segue protect: warning: this protection is VISIBLE (more than the default generator; "
+                      "docs/gallery.md): held to the 'visible' budget", file=sys.stderr)
             report = protect_folder(generator, args.input, args.output, opts, progress=not args.quiet)
     except KeyboardInterrupt:
         print(f"segue protect: interrupted; finished files are kept, rerun to complete -> "
@@ -53,7 +62,8 @@ def cmd_protect(args: argparse.Namespace) -> int:
     s = report["summary"]
     print(f"protected {s['protected']} images ({s['no_face']} without a face copied unchanged, {s['errors']} errors, "
           f"{len(report['skipped_existing'])} already done) PSNR {s['psnr_mean']} dB, "
-          f"SSIM {s['ssim_mean']} (of {s['ssim_photos']}), "
+          f"SSIM {s['ssim_mean']} (of {s['ssim_photos']}), HaarPSI {s['haarpsi_median']} / CIEDE2000 p95 "
+          f"{s['delta_e_p95_median']} (median of {s['visibility_photos']}), "
           f"max L-inf {s['linf_max']}/255, {s['images_per_second']} img/s -> {Path(args.output) / 'report.json'}")
     return 1 if s["errors"] else 0
 
@@ -93,6 +103,14 @@ def add_parser(sub) -> None:
                         "order; 1: every photo, 0: none; null in the other rows, the summary's ssim_mean is over its "
                         "ssim_photos); PSNR and L-inf are measured on every output, and any output beyond eps is "
                         "refused")
+    r.add_argument("--visibility-every", type=int, metavar="N",
+                   help="report.json: visibility (HaarPSI, CIEDE2000) of every Nth photo, and any such output beyond "
+                        "the protection's visibility budget refused (default: every photo with --cloak, every 16th "
+                        "with a generator; 0: none)")
+    r.add_argument("--visibility-budget", choices=["generator", "visible"],
+                   help="the budget each measured output is held to (default: the protection's own: 'generator' - "
+                        "no more visible than the default generator - for default and your own weights, 'visible' "
+                        "for --cloak, robust and robust_rem)")
     r.add_argument("--png-level", type=int, default=1, choices=range(10), metavar="0-9",
                    help="zlib level of PNG outputs (default 1: fast; 9: smallest files; lossless at every level)")
     r.add_argument("--batch-size", type=int, default=16)

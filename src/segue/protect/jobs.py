@@ -10,6 +10,7 @@ from segue.data import IMAGE_SUFFIXES, natural_key
 from segue.imageio import (DEFAULT_MAX_PIXELS, LOSSY_FORMATS, SAVE_FORMAT_BY_SUFFIX, BadImage, Photo, read_photo,
                            remove_stale_parts)
 from segue.side_info import SideInfo
+from segue.visibility import VisibilityBudget
 
 # SSIM costs about twice the generator per photo (12 ms per 224-px photo on one core): it is measured on
 # every 64th photo (2-3% of the run's time); PSNR and L-inf on every one.
@@ -17,6 +18,11 @@ DEFAULT_SSIM_EVERY = 64
 # zlib level of PNG outputs (segue.imageio.png_bytes): on a 224-px protected photo 1.9 ms and 78 KiB,
 # where Pillow's default (all five filters per row, level 6) takes 23 ms for 62 KiB.
 DEFAULT_PNG_LEVEL = 1
+# Visibility (HaarPSI + CIEDE2000, segue.visibility) costs ~12 ms per 224-px photo on one core, more than the
+# generator: a generator's outputs are measured every 16th photo (its visibility varies little from photo
+# to photo: docs/visibility.md), a per-photo protection's (the cloak) on every one. Every measured file
+# beyond the protection's visibility budget is refused, as one beyond eps is.
+DEFAULT_VISIBILITY_EVERY = 16
 
 
 @dataclass
@@ -37,6 +43,9 @@ class ProtectOptions:
         max_pixels: refuse larger images (decompression bombs).
         ssim_every: SSIM of every Nth photo in the report (PSNR and L-inf of every one).
         png_level: zlib level of PNG outputs (1).
+        visibility_every: visibility of every Nth photo (None: every photo for a per-photo protection,
+            ``DEFAULT_VISIBILITY_EVERY`` for a generator; 0: none).
+        visibility_budget: a :class:`segue.visibility.VisibilityBudget` (None: the protection's own).
 
     Examples:
         >>> opts = ProtectOptions(output_format="png", ssim_every=1)
@@ -60,6 +69,8 @@ class ProtectOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS
     ssim_every: int = DEFAULT_SSIM_EVERY  # SSIM of photos 1, 1+N, 1+2N, ... of the plan; 1: every photo, 0: none
     png_level: int = DEFAULT_PNG_LEVEL  # zlib level of PNG outputs (0-9; lossless at every level)
+    visibility_every: int | None = None  # None: 1 for a per-photo protection, DEFAULT_VISIBILITY_EVERY for a generator
+    visibility_budget: VisibilityBudget | None = None  # None: the protection's own (segue.visibility.budget_of)
 
 
 @dataclass

@@ -12,8 +12,9 @@ from segue.faces import Box, FaceDetector, create_detector, crop_around
 from segue.generator import Generator
 from segue.imageio import SAVE_FORMAT_BY_SUFFIX, BadImage, Photo, encode_bytes, encoder_tolerance, read_photo
 from segue.protect.delta import add_deltas, frames_tensor, generator_deltas, generator_size, paste, to_work_size, union
-from segue.protect.jobs import Job, ProtectOptions
+from segue.protect.jobs import DEFAULT_VISIBILITY_EVERY, Job, ProtectOptions
 from segue.quality import diff_stats, psnr, ssim_uint8
+from segue.visibility import VisibilityBudget, budget_of, visibility_uint8
 
 FRAME_PIXELS = 1 << 22  # whole frames resized and pasted together: 16 face crops of 224 px, one 12-MP photo
 
@@ -57,6 +58,9 @@ class Protector:
         self._detector_lock = threading.Lock()
         self._local = threading.local()  # otherwise each thread creates its own
         self._side_info_lock = threading.Lock()  # pseudo-labels may embed with dlib: one thread at a time
+        self.visibility_budget: VisibilityBudget = opts.visibility_budget or budget_of(generator)
+        every = opts.visibility_every
+        self.visibility_every = getattr(generator, "visibility_every", DEFAULT_VISIBILITY_EVERY) if every is None else every
 
     @property
     def detector(self) -> FaceDetector:
@@ -171,12 +175,18 @@ class Protector:
         every = self.opts.ssim_every
         return bool(every) and job.index % every == 0
 
+    def measures_visibility(self, job: Job) -> bool:
+        """Whether this photo's visibility is measured (and held to the budget): every ``visibility_every``-th."""
+        return bool(self.visibility_every) and job.index % self.visibility_every == 0
+
     def finish(self, job: Job, photo: Photo, protected: np.ndarray | None, boxes: list[Box] | None) -> tuple[bytes, dict]:
         """The output file's bytes and its report row.
 
         The bytes are decoded again and measured against the input over the whole frame, so the
         row reports what the user gets; beyond :meth:`linf_limit`, or with the alpha channel lost,
-        the file is refused with :class:`BadImage` (a report line saying "L-inf 254" is no protection).
+        the file is refused with :class:`BadImage` (a report line saying "L-inf 254" is no protection);
+        so is a measured file beyond the protection's :class:`VisibilityBudget`, measured at the file's
+        native size over the protected region (the union of the face boxes, or the whole frame).
         """
         fmt = SAVE_FORMAT_BY_SUFFIX.get(job.dst.suffix.lower(), "PNG")
         row = {"input": job.rel, "output": job.dst.name, "label": job.label,
@@ -187,7 +197,7 @@ class Protector:
             same_format = photo.format == fmt
             data = photo.raw if same_format else encode_bytes(photo, photo.rgb, fmt, self.opts.quality,
                                                               self.opts.png_level)
-            return data, {**row, "status": "no_face", "psnr": None, "ssim": None, "linf": 0}
+            return data, {**row, "status": "no_face", "psnr": None, "ssim": None, "linf": 0, "visibility": None}
         data = encode_bytes(photo, protected, fmt, self.opts.quality, self.opts.png_level)
         back, lossy = read_photo(data, max_pixels=2**62), photo.output_is_lossy(fmt)
         if back.rgb.shape != photo.rgb.shape:
@@ -200,6 +210,13 @@ class Protector:
         if photo.alpha is not None and fmt != "JPEG" and (back.alpha is None or not np.array_equal(back.alpha, photo.alpha)):
             raise BadImage(f"output not written: the {fmt} encoder does not keep the alpha channel; --format png keeps it")
         h, w = photo.rgb.shape[:2]
+        vis = None
+        if self.measures_visibility(job):
+            x0, y0, x1, y1 = union(boxes) if boxes else (0, 0, w, h)
+            vis = visibility_uint8(photo.rgb[y0:y1, x0:x1], back.rgb[y0:y1, x0:x1])
+            broken = self.visibility_budget.violations(vis)
+            if broken:
+                raise BadImage(f"output not written: more visible than the protection's budget ({'; '.join(broken)})")
         ssim = None
         if self.measures_ssim(job):  # a lossy encoder changes the whole frame; a lossless one only the regions
             x0, y0, x1, y1 = union(boxes) if boxes and not lossy else (0, 0, w, h)
@@ -207,7 +224,7 @@ class Protector:
         if boxes:
             row["boxes"] = [list(b) for b in boxes]
         return data, {**row, "status": "protected", "psnr": round(psnr(sse / (h * w * 3) / 255**2), 3), "ssim": ssim,
-                      "linf": linf}
+                      "linf": linf, "visibility": vis}
 
     def protect(self, items: list[tuple[Job, Photo]]) -> list[tuple[bytes, dict]]:
         """Bytes and report row for each photo: the one code path of every engine."""

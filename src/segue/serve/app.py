@@ -27,12 +27,10 @@ from segue.protect import Job, ProtectOptions, Protector
 
 #: What the page says the loaded protection stops and does not stop (docs/attacks.md), first thing on screen.
 LIMITS = {
-    "generator": "Aims at a face-recognition network trained from scratch on your photos: it works on the "
-                 "people it was trained with, varies on new people and did not help on the ORL faces. It does NOT "
-                 "stop pretrained face recognisers (an attacker who embeds your photos with dlib or FaceNet and "
-                 "fits a classifier): for those, run segue serve --cloak.",
-    "cloak": "Cloaks each face against pretrained face recognisers (dlib and FaceNet measured). It does NOT "
-             "stop a network trained from scratch on your photos, and takes about a second a face.",
+    "generator": "Limits: this protection does NOT stop pretrained face recognisers (services that enrol you from "
+                 "photos); it only hinders a network trained from scratch on photos of the people it was trained on.",
+    "cloak": "Limits: the cloak is visible (swirls on the skin) and does NOT stop a network trained from scratch on "
+             "your photos; it stops the pretrained recognisers measured (dlib, FaceNet), at about a second a face.",
 }
 MEDIA_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 SUFFIXES = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
@@ -49,7 +47,8 @@ class PhotoProtector:
     def __init__(self, generator: Generator, max_bytes: int, max_pixels: int):
         self.max_bytes, self.max_pixels = max_bytes, max_pixels
         region = "auto" if importlib.util.find_spec("dlib") else "full"
-        self.protector = Protector(generator, ProtectOptions(region=region, batch_size=1, max_pixels=max_pixels))
+        self.protector = Protector(generator, ProtectOptions(region=region, batch_size=1, max_pixels=max_pixels,
+                                                             visibility_every=1))  # every upload: the page shows it
         self.lock = threading.Lock()  # one forward pass at a time: CPU-bound anyway
 
     def decode(self, data: bytes) -> Photo:
@@ -112,7 +111,9 @@ def create_app(weights: str | Path | None = None, max_bytes: int = 20 * 2**20, m
                 output: str = Form("png", pattern="^(png|original)$")) -> Response:
         """Protect one photo; the response is the image, metrics are in ``X-Segue-*`` headers."""
         data, fmt, q = protector.protect(file.file.read(max_bytes + 1), label, output)
+        vis = q.get("visibility") or {}
         headers = {"X-Segue-PSNR": str(q["psnr"]), "X-Segue-SSIM": str(q["ssim"]), "X-Segue-Linf": str(q["linf"]),
+                   "X-Segue-HaarPSI": str(vis.get("haarpsi")), "X-Segue-DeltaE-P95": str(vis.get("delta_e_p95")),
                    "X-Segue-Status": q["status"], "X-Segue-Faces": str(q["faces"])}
         return Response(data, media_type=MEDIA_TYPES[fmt], headers=headers)
 

@@ -1,8 +1,8 @@
 """Pilot: can a generator learn the per-image feature cloak? G trained on the feature objective alone.
 
-    python benchmarks/feature_generator_pilot.py [--people 20] [--max-seconds 1200] [--eps 16] [--psnr-floor 30]
-    python benchmarks/feature_generator_pilot.py --data celeba234 --people 164 ...   # hundreds of codes
-    python benchmarks/feature_generator_pilot.py ... --distill DELTAS.safetensors --distill-loss cos   # the cloak's deltas as targets
+    python experiments/feature_generator_pilot.py [--people 20] [--max-seconds 1200] [--eps 16] [--psnr-floor 30]
+    python experiments/feature_generator_pilot.py --data celeba234 --people 164 ...   # hundreds of codes
+    python experiments/feature_generator_pilot.py ... --distill DELTAS.safetensors --distill-loss cos   # the cloak's deltas as targets
 
 The cloak pilots (cloak_pilot.py) add a feature term to Alg. 1 and leave even the white-box
 FaceNet at 100 % after 12 epochs (about 60 generator steps on 160 photos). Per-image PGD with the
@@ -195,7 +195,7 @@ def main() -> None:
                 losses, gaps = [], []
     generator.eval()
     if args.save:
-        save_generator(generator, args.save, {"command": "python benchmarks/feature_generator_pilot.py " + " ".join(sys.argv[1:])})
+        save_generator(generator, args.save, {"command": "python experiments/feature_generator_pilot.py " + " ".join(sys.argv[1:])})
     seen = None if args.skip_seen else measure(generator, train, test)
     unseen = measure(generator, new_train, new_test)
     payload = {"args": vars(args), "generator": cfg.to_dict(), "cloak": cloak.config(), "steps": steps,
@@ -203,7 +203,7 @@ def main() -> None:
     md = [f"## Feature-only generator pilot: G on {args.data} ({len(train.classes)} people, new: "
           f"{len(new_train.classes)}), L-inf {args.eps:g}/255, "
           f"PSNR floor {args.psnr_floor:g} dB, {'+'.join(cloak.extractor_names)}", "",
-          f"`python benchmarks/feature_generator_pilot.py {' '.join(sys.argv[1:])}` on a 2-core CPU: " + (
+          f"`python experiments/feature_generator_pilot.py {' '.join(sys.argv[1:])}` on a 2-core CPU: " + (
               f"{steps} Adam steps ({history[-1]['seconds']:.0f} s), the last {args.log_every} steps' mean objective "
               f"(cosine to the decoy - {args.away:g} x cosine to the clean photo"
               + (f" - {args.mid_weight:g} x {args.mid_layer} cosine" if args.mid_layer else "")

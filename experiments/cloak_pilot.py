@@ -1,9 +1,9 @@
 """Pilot: a generator trained with the feature-space term (segue.cloak) against FaceNet (or an ensemble) - does it transfer to dlib?
 
-    python benchmarks/cloak_pilot.py [--data orl] [--people 20] [--epochs 12] [--eps 8] [--feature-weight 1] [--name cloak_pilot]
-    python benchmarks/cloak_pilot.py --data celeba234 --device cuda --epochs 60 --max-seconds 420 --save runs/cloak.safetensors
-    python benchmarks/cloak_pilot.py --data celeba234 --load runs/cloak.safetensors --name NAME   # measure it on CPU
-    python benchmarks/cloak_pilot.py --extractors facenet-torch,celeba-cosface   # the ensemble (train_face_embedding.py first)
+    python experiments/cloak_pilot.py [--data orl] [--people 20] [--epochs 12] [--eps 8] [--feature-weight 1] [--name cloak_pilot]
+    python experiments/cloak_pilot.py --data celeba234 --device cuda --epochs 60 --max-seconds 420 --save runs/cloak.safetensors
+    python experiments/cloak_pilot.py --data celeba234 --load runs/cloak.safetensors --name NAME   # measure it on CPU
+    python experiments/cloak_pilot.py --extractors facenet-torch,celeba-cosface   # the ensemble (train_face_embedding.py first)
 
 ``--data celeba234``: G is trained on every photo of the CelebA234 *train* people (side label =
 person, 164 codes), decoys are the FaceNet centroids of the *val* people, and the attackers are
@@ -18,7 +18,7 @@ decoys = FaceNet centroids of ORL persons the pilot never protects (persons ``pe
 person by a seeded permutation). dlib never enters training: its attackers measure transfer.
 Then every attacker is fitted on the protected training photos and scored on the clean test
 photos (the setting "train a generator on your own people"). The same people's numbers for
-FaceNet-targeted per-image PGD: benchmarks/results/feature_transfer_pilot*.md.
+FaceNet-targeted per-image PGD: experiments/results/feature_transfer_pilot*.md.
 Writes benchmarks/results/NAME.{json,md}.
 """
 
@@ -163,7 +163,7 @@ def command(args: argparse.Namespace) -> str:
     flags += [f"--victim-epochs {args.victim_epochs}"] if args.victim_epochs != 15 else []
     flags += [f"--size {args.size}"] if args.size != 112 else []
     flags += [f"--load {args.load}"] if args.load else []
-    return "python benchmarks/cloak_pilot.py " + " ".join(flags)
+    return "python experiments/cloak_pilot.py " + " ".join(flags)
 
 
 if __name__ == "__main__":

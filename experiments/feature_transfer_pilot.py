@@ -1,9 +1,9 @@
 """Pilot for a feature-space protection: do FaceNet-targeted perturbations transfer to dlib?
 
-    python benchmarks/feature_transfer_pilot.py [--people 20] [--steps 10] [--eps 8]
-    python benchmarks/feature_transfer_pilot.py --extractors facenet-torch,celeba-cosface --diverse   # an ensemble
-    python benchmarks/feature_transfer_pilot.py --first 20 ...    # confirm a choice on people 20-39
-    python benchmarks/feature_transfer_pilot.py --universal BANK  # experiments/universal_cloak.py's patterns
+    python experiments/feature_transfer_pilot.py [--people 20] [--steps 10] [--eps 8]
+    python experiments/feature_transfer_pilot.py --extractors facenet-torch,celeba-cosface --diverse   # an ensemble
+    python experiments/feature_transfer_pilot.py --first 20 ...    # confirm a choice on people 20-39
+    python experiments/feature_transfer_pilot.py --universal BANK  # experiments/universal_cloak.py's patterns
 
 The attack is :class:`segue.methods.feature_cloak.FeatureCloak` (momentum, input diversity, TI,
 a PSNR floor). Settings are chosen on ORL people 0-19 and confirmed on people 20-39.
@@ -271,7 +271,7 @@ def main() -> None:
     what, kind = protection_kind(args)
     md = [f"## Feature-space pilot: {'+'.join(names)}-targeted {what} on {args.data} people {args.first}-{args.first + args.people - 1} "
           f"(112 px, L-inf {method.eps * 255:g}/255" + ("" if args.universal else f", {args.steps} steps") + ")", "",
-          f"`python benchmarks/feature_transfer_pilot.py {' '.join(sys.argv[1:])}` on a 2-core CPU ({kind}).", "",
+          f"`python experiments/feature_transfer_pilot.py {' '.join(sys.argv[1:])}` on a 2-core CPU ({kind}).", "",
           f"Settings: `{method.config()}`."
           + (f" Then the `{args.then_weights}` generator's delta, computed on each cloaked photo, added on top "
              f"(the sum cut to {args.eps:g}/255)." if args.then_weights and not args.then_joint else "")

@@ -1,6 +1,6 @@
 """Compare training recipes for the generator: train G, protect, train a victim, per recipe.
 
-    python benchmarks/recipe_sweep.py benchmarks/grids/gpu_sweep.yaml --out benchmarks/results/recipe_sweep_gpu
+    python experiments/recipe_sweep.py benchmarks/grids/gpu_sweep.yaml --out experiments/results/recipe_sweep_gpu
 
 A grid file names a base config, the victim protocol and a list of runs (config overrides),
 in priority order. Each run trains a generator on WebFace10 ``train_clean`` (``max_seconds``
@@ -139,7 +139,7 @@ class Sweep:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("grid")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks/results/recipe_sweep"))
+    ap.add_argument("--out", default=str(ROOT / "experiments/results/recipe_sweep"))
     ap.add_argument("--device", default="auto")
     args = ap.parse_args()
     grid = yaml.safe_load(Path(args.grid).read_text())
