@@ -26,6 +26,7 @@ import statistics
 import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -43,20 +44,27 @@ ATTACKERS = {"dlib-linear": ("dlib-crop", "linear"), "dlib-knn": ("dlib-crop", "
              "facenet-linear": ("facenet", "linear")}
 
 
-def load_data(name: str) -> tuple[FaceSet, FaceSet]:
+def first_per_person(data: FaceSet, n: int | None) -> FaceSet:
+    """Each person's first ``n`` photos (all if None)."""
+    if not n:
+        return data
+    return data.subset([i for c in range(len(data.classes)) for i in (data.labels == c).nonzero().flatten().tolist()[:n]])
+
+
+def load_data(name: str, train_per_person: int | None = None) -> tuple[FaceSet, FaceSet]:
     if name == "orl20":
         return load_orl(size=112, train_per_class=8, num_classes=20)
     if name == "celeba234-test":
-        return load_celeba234("test", size=112)
+        train, test = load_celeba234("test", size=112)
+        return first_per_person(train, train_per_person), test
     if name == "webface10":
         root = webface10_root()
         train = load_image_folder(root / "train_clean", 112)
-        keep = [i for c in range(len(train.classes)) for i in (train.labels == c).nonzero().flatten().tolist()[:16]]
-        return train.subset(keep), load_image_folder(root / "test_clean", 112)
+        return first_per_person(train, train_per_person or 16), load_image_folder(root / "test_clean", 112)
     raise ValueError(f"unknown data {name!r}")
 
 
-def protection(name: str):
+def protection(name: str, train: FaceSet):
     """name -> callable(images, labels) -> protected 8-bit images, and a one-line description."""
     if name == "default":
         from segue.checkpoint import load_generator
@@ -74,11 +82,19 @@ def protection(name: str):
 
         c = create_cloak()
         return c.perturb, "segue protect --cloak (16/255, L2 steps, PSNR >= 30 dB)"
-    if name.startswith("preset:"):
+    if name.startswith("strength:"):
         from segue.protect.presets import create_preset
 
         c = create_preset(name.split(":", 1)[1])
-        return c.perturb, f"--strength {name.split(':', 1)[1]}: {c.config()}"
+        return c.perturb, f"segue protect --strength {name.split(':', 1)[1]}"
+    if name.startswith("fawkes:"):  # fawkes:RHO - experiments/fawkes_style.py, decoys: CelebA234 validation people
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        from experiments.fawkes_style import FawkesStyleCloak
+        from segue.data import celeba234_photos
+
+        rho = float(name.split(":", 1)[1])
+        c = FawkesStyleCloak(rho=rho, decoy_pool=celeba234_photos("val")).fit(train, train.labels)
+        return c.perturb, f"Fawkes-style: toward the farthest CelebA234 validation person on FaceNet, DSSIM <= {rho}"
     if name.startswith("perceptual"):  # perceptual[:key=value,...] - a point to measure
         from segue.methods.perceptual_cloak import PerceptualCloak
 
@@ -126,10 +142,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="orl20", choices=["orl20", "celeba234-test", "webface10"])
     ap.add_argument("--protections", nargs="+", default=["clean", "default", "noise", "cloak"])
+    ap.add_argument("--train-per-person", type=int, help="each person's first N training photos (all; WebFace10: 16)")
     ap.add_argument("--name", default=None)
     args = ap.parse_args()
     warnings.simplefilter("ignore", UserWarning)
-    train, test = load_data(args.data)
+    train, test = load_data(args.data, args.train_per_person)
     extractors = sorted({e for e, _ in ATTACKERS.values()})
     caches = {e: EmbeddingCache(e) for e in extractors}
     emb = {e: {"clean": caches[e].embed(train.images), "test": caches[e].embed(test.images)} for e in extractors}
@@ -139,7 +156,7 @@ def main() -> None:
         if name == "clean":
             images, desc = train.images, "clean photos (reference)"
         else:
-            fn, desc = protection(name)
+            fn, desc = protection(name, train)
             images = fn(train.images, train.labels)
         seconds = (time.perf_counter() - t0) / len(train.images)
         vis = visibility(train.images, images) if name != "clean" else []
@@ -157,6 +174,7 @@ def main() -> None:
     name = args.name or f"cloak_frontier_{args.data}"
     lines = [f"# Visibility against protection ({args.data})", "",
              f"`python benchmarks/cloak_frontier.py --data {args.data} --protections {' '.join(args.protections)}`"
+             f"{f' --train-per-person {args.train_per_person}' if args.train_per_person else ''}"
              f"{' --name ' + args.name if args.name else ''}", "",
              f"{len(train.classes)} people, {len(train.images)} training / {len(test.images)} clean test photos, 112 px, 2-core CPU. "
              "Accuracy % on the clean test photos of attackers fitted on the protected training photos: everyone protected / "

@@ -1,6 +1,6 @@
 """The gallery: what every shipped protection does to a face, at 100 % and 2x, with its numbers.
 
-    python benchmarks/gallery.py [--protections default robust robust_rem cloak]
+    python benchmarks/gallery.py [--protections default robust robust_rem low medium high visible]
 
 Each photo goes through ``segue protect`` (PNG output, visibility measured on every file); each
 tile shows original | protected | difference x10 (grey = unchanged) for every protection, once at
@@ -25,7 +25,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw
 
 from segue.checkpoint import load_protector
 from segue.data import celeba234_people, orl_root, shared_root, webface10_root
@@ -33,22 +33,23 @@ from segue.protect import ProtectOptions, protect_folder
 from segue.visibility import GENERATOR_VISIBILITY, VisibilityBudget
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-GALLERY = DOCS / "gallery"
 UNLIMITED = VisibilityBudget(haarpsi_min=0.0, delta_e_p95_max=1e9)  # measure everything, refuse nothing: the gallery shows it
 CAPTION_H = 26
 
 
 def larger_photo(face: Image.Image) -> Image.Image:
-    """A 640x560 photo with the face 3x on a blurred, darker copy of itself: big enough that
-    ``--region auto`` searches it for faces and protects only the one it finds."""
+    """A 640x560 photo with the face 3x on a plain, softly lit wall with a little sensor noise: big
+    enough that ``--region auto`` searches it for faces and protects only the one it finds."""
     big = face.convert("RGB").resize((face.width * 3, face.height * 3), Image.BICUBIC)
-    canvas = face.convert("RGB").resize((640, 560), Image.BICUBIC).filter(ImageFilter.GaussianBlur(12))
-    canvas = Image.eval(canvas, lambda v: int(v * 0.6))
+    yy, xx = np.mgrid[0:560, 0:640]
+    wall = 150 + 40 * np.exp(-((xx - 200) ** 2 + (yy - 120) ** 2) / (2 * 260.0**2))
+    noise = np.random.default_rng(0).normal(0, 2.5, (560, 640))
+    canvas = Image.fromarray(np.clip(wall + noise, 0, 255).astype(np.uint8)).convert("RGB")
     canvas.paste(big, ((640 - big.width) // 2, (560 - big.height) // 2))
     return canvas
 
 
-def collect_photos(work: Path) -> dict[str, tuple[str, Path]]:
+def collect_photos(work: Path, orl_only: bool = False) -> dict[str, tuple[str, Path]]:
     """name -> (source set, path of a copy under ``work/in``), one subfolder per photo."""
     photos: dict[str, tuple[str, Path]] = {}
 
@@ -66,7 +67,9 @@ def collect_photos(work: Path) -> dict[str, tuple[str, Path]]:
     orl = orl_root()
     add("orl_s1_1", "ORL", orl / "s1" / "1.pgm")
     add("orl_s7_3", "ORL", orl / "s7" / "3.pgm")
-    add("orl_s12_2_larger", "ORL (3x, 640x560 photo)", larger_photo(Image.open(orl / "s12" / "2.pgm")))
+    add("orl_s12_2_larger", "ORL (3x, in a 640x560 photo)", larger_photo(Image.open(orl / "s12" / "2.pgm")))
+    if orl_only:
+        return photos
     try:
         celeba = shared_root("CelebA234", "SEGUE_CELEBA234")
         for person in celeba234_people("val")[:2]:
@@ -84,10 +87,10 @@ def protect_all(work: Path, protections: list[str]) -> dict[str, dict]:
     """protection -> report rows by photo name, outputs under ``work/<protection>``."""
     rows: dict[str, dict] = {}
     for name in protections:
-        if name == "cloak":
-            from segue.protect.cloaker import Cloaker
+        if name in ("low", "medium", "high", "visible"):  # the cloak's strengths (segue.protect.presets)
+            from segue.protect.presets import create_cloaker
 
-            protection, side = Cloaker(), None
+            protection, side = create_cloaker(name), None
         else:
             protection, side = load_protector(name, "cpu")
         opts = ProtectOptions(output_format="png", visibility_every=1, visibility_budget=UNLIMITED, side_info=side,
@@ -143,15 +146,19 @@ def rgb(path: Path) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--protections", nargs="+", default=["default", "robust", "robust_rem", "cloak"])
+    ap.add_argument("--protections", nargs="+", default=["default", "robust", "robust_rem", "low", "medium", "high", "visible"])
+    ap.add_argument("--docs", type=Path, default=DOCS, help="where gallery.md and gallery/ are written (default: docs/)")
+    ap.add_argument("--orl-only", action="store_true", help="only the ORL photos (no shared data sets)")
     args = ap.parse_args()
+    docs = args.docs
+    gallery = docs / "gallery"
     warnings.simplefilter("ignore", UserWarning)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        photos = collect_photos(work)
+        photos = collect_photos(work, args.orl_only)
         rows = protect_all(work, args.protections)
-        shutil.rmtree(GALLERY, ignore_errors=True)
-        (GALLERY / "local").mkdir(parents=True)
+        shutil.rmtree(gallery, ignore_errors=True)
+        (gallery / "local").mkdir(parents=True)
         table, results = [], {}
         for name, (source, src) in photos.items():
             original = rgb(src)
@@ -171,30 +178,32 @@ def main() -> None:
                                                    "linf": row["linf"], "boxes": boxes}
                 table.append(f"| {name} | {source} | {p} | {v['haarpsi']} | {v['delta_e_mean']:.2f} / {v['delta_e_p95']:.2f} "
                              f"| {row['psnr']:.1f} | {row['ssim']} | {row['linf']} |")
-            where = GALLERY if source.startswith("ORL") else GALLERY / "local"
+            where = gallery if source.startswith("ORL") else gallery / "local"
             for scale in (1, 2):
                 tile(original[crop], outputs, scale).save(where / f"{name}_{scale}x.png")
             if name == "orl_s1_1":
-                strip(original, outputs).save(GALLERY / "readme_strip.png")
-        (GALLERY / "local" / ".gitignore").write_text("*\n")
-        (GALLERY / "gallery.json").write_text(json.dumps(results, indent=2) + "\n")
-        write_markdown(photos, table)
+                strip(original, outputs).save(gallery / "readme_strip.png")
+        (gallery / "local" / ".gitignore").write_text("*\n")
+        (gallery / "gallery.json").write_text(json.dumps(results, indent=2) + "\n")
+        write_markdown(docs, photos, table)
 
 
-def write_markdown(photos: dict, table: list[str]) -> None:
+def write_markdown(docs: Path, photos: dict, table: list[str]) -> None:
     orl = [n for n, (s, _) in photos.items() if s.startswith("ORL")]
     images = "\n\n".join(f"**{n}** at 100 % and 2x\n\n![{n} 1x](gallery/{n}_1x.png)\n\n![{n} 2x](gallery/{n}_2x.png)"
                          for n in orl)
     text = f"""# Gallery: what each protection does to a face
 
 Made by `python benchmarks/gallery.py` (every shipped protection through `segue protect`, PNG
-output). Each tile: original | protected | difference x10 about mid-grey, once at 100 % and once
-at 2x (nearest neighbour: the pixels as written). Under each row: HaarPSI (1 = identical),
-CIEDE2000 mean / blurred p95 (segue.visibility), PSNR and L-inf (/255), measured on the written
+output; rows `low` ... `visible` are the cloak's strengths, `segue protect --strength NAME`).
+Each tile: original | protected | difference x10 about mid-grey, once at 100 % and once at 2x
+(nearest neighbour: the pixels as written). Under each row: HaarPSI (1 = identical), CIEDE2000
+mean / p95 between the 3x3-blurred images (segue.visibility), PSNR and L-inf (/255), measured on the written
 file over the protected region. "BEYOND GENERATOR VISIBILITY" marks a row outside
 `segue.visibility.GENERATOR_VISIBILITY` (HaarPSI >= {GENERATOR_VISIBILITY.haarpsi_min}, CIEDE2000 p95
 <= {GENERATOR_VISIBILITY.delta_e_p95_max}): `segue protect` would refuse that file unless the protection
-declares a wider budget (the cloak does, and says it is visible: [visibility.md](visibility.md)).
+declares a wider budget (`robust`, `robust_rem` and the cloak's `medium`, `high` and `visible` do, and are
+labelled visible: [visibility.md](visibility.md)).
 
 CelebA234 and WebFace10 photos are research-only: their tiles are made locally under
 `docs/gallery/local/` and not committed; their numbers are below.
@@ -204,7 +213,7 @@ CelebA234 and WebFace10 photos are research-only: their tiles are made locally u
 | photo | set | protection | HaarPSI | CIEDE2000 mean / p95 | PSNR dB | SSIM | L-inf |
 |---|---|---|---|---|---|---|---|
 """ + "\n".join(table) + "\n"
-    (DOCS / "gallery.md").write_text(text)
+    (docs / "gallery.md").write_text(text)
     print(text)
 
 

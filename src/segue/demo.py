@@ -5,7 +5,7 @@ Split each of the 40 people 8 train / 2 test, train a generator on the training 
 the protected photos and test them on the clean test photos: a victim trained from scratch, and
 dlib's pretrained face embedding + logistic regression (how face recognition is deployed; when
 dlib is installed). ``cloak=True`` also protects the photos with the per-photo FaceNet cloak of
-``segue protect --cloak`` and measures both attackers on those. Runs at 64 px so it finishes in a
+``segue protect --strength visible`` (the cloak as first shipped) and measures both attackers on those. Runs at 64 px so it finishes in a
 few minutes on 2 CPU cores with no network (the cloak adds ~4 minutes).
 """
 
@@ -32,8 +32,8 @@ NOT_MEASURED = ("not measured by the demo: FaceNet and other pretrained recognis
                 "attacks on the training data (README, 'What segue protects against')")
 DLIB_MISSING = ("pretrained face recogniser (dlib) not measured: pip install 'segue[unsupervised]'; no shipped "
                 "generator stops it (README, 'What segue protects against')")
-CLOAK_HINT = ("no generator stops pretrained recognisers; segue protect --cloak does on the people measured "
-              "(not the from-scratch victim): segue demo --cloak shows it")
+CLOAK_HINT = ("no generator stops pretrained recognisers; segue protect --strength high or visible does on the people "
+              "measured, visibly (not the from-scratch victim): segue demo --cloak shows the visible one")
 QUICK = {"size": 32, "gen_epochs": 2, "victim_epochs": 4, "cloak_steps": 2}
 
 

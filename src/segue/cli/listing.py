@@ -10,7 +10,7 @@ from segue.checkpoint import SHIPPED
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the local web app (needs the ``segue[serve]`` extra)."""
-    if args.cloak and args.weights:
+    if (args.cloak or args.strength) and args.weights:
         raise ValueError("--cloak replaces the generator: not with --weights")
     try:
         import uvicorn
@@ -21,10 +21,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"segue serve: warning: listening on {args.host}: other machines can send photos to it", file=sys.stderr)
     generator = None
-    if args.cloak:
-        from segue.protect.cloaker import Cloaker
+    if args.cloak or args.strength:
+        from segue.protect.presets import DEFAULT_STRENGTH, create_cloaker
 
-        generator = Cloaker()
+        generator = create_cloaker(args.strength or DEFAULT_STRENGTH)
     print(f"segue serve: open http://{args.host}:{args.port}/ (Ctrl-C to stop)", file=sys.stderr)
     uvicorn.run(create_app(args.weights, generator=generator), host=args.host, port=args.port, log_level="warning")
     return 0
@@ -39,6 +39,7 @@ def load_registries() -> dict:
     import segue.faces  # noqa: F401
     import segue.methods  # noqa: F401
     import segue.models  # noqa: F401
+    import segue.protect.presets  # noqa: F401
     import segue.shipped  # noqa: F401
     from segue.registry import REGISTRIES
 
@@ -63,9 +64,13 @@ def cmd_list(args: argparse.Namespace) -> int:
                       f"from-scratch victim {tags['from_scratch_peak_pct']} % peak")
                 print(f"  {'':<16} visibility: {tags['visibility'].upper() if tags['visibility'] == 'visible' else 'invisible'} "
                       f"(HaarPSI {tags['haarpsi_median']}, CIEDE2000 p95 {tags['delta_e_p95_median']}: median per file on the "
-                      f"CelebA234 validation people; the default is the bar)  [{tags['visibility_results']}]")
+                      f"CelebA234 validation people)  [{tags['visibility_results']}]")
                 print(f"  {'':<16} survives: {tags['survives']}")
                 print(f"  {'':<16} does not survive: {tags['fails']}  [{tags['results']}]")
+            if kind == "strengths":
+                tags = reg.tags(name)
+                print(f"  {'':<16} {tags['visibility'].upper() if tags['visibility'] == 'visible' else 'invisible'}: "
+                      f"{tags.get('measured', 'not measured')}  [{tags['results']}]")
     return 0
 
 def add_parser(sub) -> None:
@@ -83,4 +88,6 @@ def add_parser(sub) -> None:
     v.add_argument("--cloak", action="store_true",
                    help="the per-photo cloak of segue protect --cloak instead of a generator: against pretrained face "
                         "recognisers, not a network trained from scratch; about a second a face")
+    v.add_argument("--strength", choices=["low", "medium", "high", "visible"],
+                   help="the cloak's strength (implies --cloak; default low; segue list strengths)")
     v.set_defaults(func=cmd_serve)

@@ -29,6 +29,7 @@ def cmd_protect(args: argparse.Namespace) -> int:
 
         opts.visibility_budget = BUDGETS[args.visibility_budget]
     device = resolve_device(args.device)
+    args.cloak = args.cloak or args.strength is not None
     if args.cloak and (args.weights or args.engine == "ray" or args.native_size):
         print("segue protect: --cloak replaces the generator: not with --weights, --engine ray or --native-size",
               file=sys.stderr)
@@ -44,14 +45,16 @@ def cmd_protect(args: argparse.Namespace) -> int:
             from segue.protect import protect_folder, settle_process
 
             if args.cloak:
-                from segue.protect.cloaker import Cloaker  # imported only here: it brings every method (2.5 s)
+                from segue.protect.presets import DEFAULT_STRENGTH, create_cloaker  # only here: 2.5 s of imports
 
                 opts.workers = 1  # one lane: the PGD's random input diversity is then the same on every run
-                generator = Cloaker(device=device)
+                generator = create_cloaker(args.strength or DEFAULT_STRENGTH, device)
             else:
                 generator, opts.side_info = load_protector(args.weights, device)
             settle_process()
-            if getattr(generator, "visibility_budget", None) is not None and args.visibility_budget != "generator":
+            from segue.visibility import VISIBLE
+
+            if getattr(generator, "visibility_budget", None) is VISIBLE and args.visibility_budget != "generator":
                 print("segue protect: warning: this protection is VISIBLE (more than the default generator; "
                       "docs/gallery.md): held to the 'visible' budget", file=sys.stderr)
             report = protect_folder(generator, args.input, args.output, opts, progress=not args.quiet)
@@ -81,6 +84,10 @@ def add_parser(sub) -> None:
                         "attacker who embeds your photos with dlib or FaceNet and fits a classifier): per-photo "
                         "PGD on FaceNet, ~0.7 s a face on 2 CPU cores, L-inf 16/255 at PSNR >= 30 dB; it does NOT "
                         "stop a network trained from scratch on the photos (see README). Needs the attacks extra")
+    r.add_argument("--strength", choices=["low", "medium", "high", "visible"],
+                   help="the cloak's strength (implies --cloak; default low): low is no more visible than the default "
+                        "generator and weak against dlib; medium and high trade visibility for protection; visible is "
+                        "the strongest, with swirls anyone sees. Each one's numbers: segue list strengths")
     r.add_argument("--label", type=int, help="side label for every photo (instead of one per subfolder)")
     r.add_argument("--format", choices=["keep", "png"], default="keep",
                    help="keep each file's format (default; JPEG and lossy WebP written at --quality, which weakens "

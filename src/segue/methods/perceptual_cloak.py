@@ -21,7 +21,7 @@ from segue.methods.base import quantise
 from segue.methods.feature_cloak import FeatureCloak
 from segue.visibility import blur3, delta_e_map, haarpsi
 
-BISECTION_STEPS = 6  # the scale found to 1/64 of the step's delta
+BISECTION_STEPS = 5  # the scale found to 1/32 of the step's delta
 
 
 def visibility_terms(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -111,18 +111,23 @@ class PerceptualCloak(FeatureCloak):
 
     @torch.no_grad()
     def project(self, x: torch.Tensor, delta: torch.Tensor, h_min: torch.Tensor, d_max: torch.Tensor) -> torch.Tensor:
-        """``delta`` scaled by the largest factor in [0, 1] (bisection) that keeps each photo within its bar."""
-        def within(scale: torch.Tensor) -> torch.Tensor:
-            h, d = visibility_terms(x, (x + scale[:, None, None, None] * delta).clamp(0, 1))
-            return (h >= h_min) & (d <= d_max)
+        """``delta`` scaled by the largest factor in [0, 1] (bisection) that keeps each photo within its bar;
+        only the photos beyond it are searched (one visibility measure for those within)."""
+        def within(idx: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+            h, d = visibility_terms(x[idx], (x[idx] + scale[:, None, None, None] * delta[idx]).clamp(0, 1))
+            return (h >= h_min[idx]) & (d <= d_max[idx])
 
-        lo, hi = torch.zeros(len(x), device=x.device), torch.ones(len(x), device=x.device)
-        ok = within(hi)
+        over = (~within(torch.arange(len(x)), torch.ones(len(x)))).nonzero().flatten()
+        if not len(over):
+            return delta
+        lo, hi = torch.zeros(len(over)), torch.ones(len(over))
         for _ in range(BISECTION_STEPS):
             mid = (lo + hi) / 2
-            good = within(mid)
+            good = within(over, mid)
             lo, hi = torch.where(good, mid, lo), torch.where(good, hi, mid)
-        return delta * torch.where(ok, hi, lo)[:, None, None, None]
+        scale = torch.ones(len(x))
+        scale[over] = lo
+        return delta * scale[:, None, None, None].to(delta)
 
     def shape_step(self, g: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """The step's colour damped by ``chroma`` and, with a texture mask, weighted by local contrast."""

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from segue.methods.feature_cloak import FeatureCloak
-from segue.visibility import VISIBLE
+from segue.visibility import VISIBLE, VisibilityBudget
 
 #: The settings measured on held-out people (docs/attacks.md): the FaceNet port alone, momentum,
 #: input diversity with a small affine warp, L2 steps under a 30 dB PSNR floor inside 16/255, and
@@ -64,11 +64,13 @@ class Cloaker(nn.Module):
     fixed_batch = False
     #: Per-photo PGD: each file's visibility depends on its own optimisation, so every file is measured.
     visibility_every = 1
-    #: Visible (docs/gallery.md): HaarPSI ~0.81 against the generator's ~0.97 on the same photos.
-    visibility_budget = VISIBLE
 
-    def __init__(self, method: FeatureCloak | None = None, image_size: int = 112, device: str | torch.device = "cpu"):
+    def __init__(self, method: FeatureCloak | None = None, image_size: int = 112, device: str | torch.device = "cpu",
+                 visibility_budget: VisibilityBudget = VISIBLE):
         super().__init__()
+        #: what every written file is held to: ``VISIBLE`` for the first-shipped cloak (HaarPSI ~0.81 against
+        #: the generator's ~0.97 on the same photos, docs/gallery.md); a strength's own (segue.protect.presets)
+        self.visibility_budget = visibility_budget
         self.method = method if method is not None else create_cloak(device)
         if not self.method.models:
             raise ValueError("load or fit the FeatureCloak first")
@@ -88,4 +90,4 @@ class Cloaker(nn.Module):
 
     def describe(self) -> dict:
         """The settings, for ``report.json``."""
-        return {"method": "cloak", **self.method.config()}
+        return {"method": "cloak", **self.method.config(), "visibility_budget": self.visibility_budget.to_dict()}

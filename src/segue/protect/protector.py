@@ -224,7 +224,7 @@ class Protector:
         if boxes:
             row["boxes"] = [list(b) for b in boxes]
         return data, {**row, "status": "protected", "psnr": round(psnr(sse / (h * w * 3) / 255**2), 3), "ssim": ssim,
-                      "linf": linf, "visibility": vis}
+                      "linf": linf, "linf_allowed": limit, "visibility": vis}
 
     def protect(self, items: list[tuple[Job, Photo]]) -> list[tuple[bytes, dict]]:
         """Bytes and report row for each photo: the one code path of every engine."""

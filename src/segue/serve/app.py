@@ -24,6 +24,7 @@ from segue.checkpoint import load_generator
 from segue.generator import Generator
 from segue.imageio import BadImage, Photo, read_photo
 from segue.protect import Job, ProtectOptions, Protector
+from segue.visibility import GENERATOR_VISIBILITY
 
 #: What the page says the loaded protection stops and does not stop (docs/attacks.md), first thing on screen.
 LIMITS = {
@@ -31,6 +32,9 @@ LIMITS = {
                  "photos); it only hinders a network trained from scratch on photos of the people it was trained on.",
     "cloak": "Limits: the cloak is visible (swirls on the skin) and does NOT stop a network trained from scratch on "
              "your photos; it stops the pretrained recognisers measured (dlib, FaceNet), at about a second a face.",
+    "cloak-invisible": "Limits: at this strength the cloak looks like the original but is weak: dlib still recognised "
+                       "most of the people measured; it does NOT stop a network trained from scratch on your photos "
+                       "(segue serve --strength visible is strong, and visible).",
 }
 MEDIA_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 SUFFIXES = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
@@ -102,8 +106,10 @@ def create_app(weights: str | Path | None = None, max_bytes: int = 20 * 2**20, m
     def health() -> dict:
         """Liveness plus what the loaded protection does, and what it does not stop."""
         cfg = generator.config
+        budget = protector.protector.visibility_budget
+        key = "cloak-invisible" if protection["method"] == "cloak" and budget == GENERATOR_VISIBILITY else protection["method"]
         return {"status": "ok", "eps_255": round(generator.eps * 255, 3), "image_size": cfg.image_size,
-                "protection": protection["method"], "limits": LIMITS[protection["method"]],
+                "protection": protection["method"], "limits": LIMITS[key], "visibility_budget": budget.to_dict(),
                 "max_bytes": max_bytes, "max_pixels": max_pixels}
 
     @app.post("/api/protect", responses={200: {"content": {"image/png": {}}}, 413: {}, 415: {}, 422: {}})

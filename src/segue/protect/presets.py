@@ -1,0 +1,109 @@
+"""Cloak strengths (``segue protect --cloak --strength NAME``): each one a measured point, with a card.
+
+Fawkes users know ``low / medium / high``; here each name is a
+:class:`segue.methods.perceptual_cloak.PerceptualCloak` held to a visibility bar set by the default
+generator on the same photo, and ``visible`` is the cloak as it was first shipped (L2 steps under a
+30 dB PSNR floor). Each card says how visible the strength is, what it stops and what it costs, as
+measured by ``benchmarks/cloak_frontier.py`` (settings chosen on ORL people 0-19 only; dlib never
+used to make or choose anything); ``segue list strengths`` prints them.
+
+    >>> list_strengths()
+    ['high', 'low', 'medium', 'visible']
+    >>> strength_tags("low")["visibility"]
+    'invisible'
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from segue.registry import Registry
+from segue.visibility import GENERATOR_VISIBILITY, VISIBLE, VisibilityBudget
+
+STRENGTHS: Registry = Registry("cloak strength", "strengths")
+#: ``--cloak`` without ``--strength``: the strongest one within generator visibility.
+DEFAULT_STRENGTH = "low"
+#: Chroma damping and texture weighting: on ORL 0-19 they lowered dlib-linear from 87.5 to 82.5 % and
+#: FaceNet-linear from 57.5 to 37.5 % at the same HaarPSI (benchmarks/results/cloak_frontier_orl20_pilot1.md).
+SHAPING = dict(chroma=0.3, texture=True)
+#: PGD steps of every perceptual strength. On the CelebA234 test people ``low`` with 16 steps took 0.99 s a
+#: photo on 2 CPU cores but let dlib-linear recognise 83.4 % (20 steps: 1.21 s, 68.0 %); protection first.
+STEPS = 20
+RESULTS = ("benchmarks/results/cloak_frontier_celeba234_test (choices: cloak_frontier_orl20_pilot1, _pilot2; "
+           "low at 16 steps: cloak_frontier_celeba234_test_low)")
+
+
+def _perceptual(haarpsi_margin: float, delta_e_margin: float, **extra: Any):
+    def build(device: str | torch.device = "cpu", seed: int = 0):
+        from segue.methods.perceptual_cloak import PerceptualCloak
+
+        return PerceptualCloak(haarpsi_margin=haarpsi_margin, delta_e_margin=delta_e_margin, steps=STEPS, **SHAPING,
+                               **extra, seed=seed, device=device).load()
+    return build
+
+
+def _low(device="cpu", seed=0):
+    """No more visible than the default generator on each photo; weak against dlib."""
+    return _perceptual(0.0, 0.0)(device, seed)
+
+
+def _medium(device="cpu", seed=0):
+    """A little more visible than the default generator (HaarPSI 0.05 lower per photo)."""
+    return _perceptual(0.05, 1.5)(device, seed)
+
+
+def _high(device="cpu", seed=0):
+    """Visible (HaarPSI 0.12 lower than the default generator's per photo)."""
+    return _perceptual(0.12, 3.5)(device, seed)
+
+
+def _visible(device="cpu", seed=0):
+    """The cloak as first shipped: 16/255 L2 steps under a 30 dB floor; strongest, visibly swirled."""
+    from segue.protect.cloaker import create_cloak
+
+    return create_cloak(device, seed)
+
+
+# Measured on the 35 CelebA234 test people (6 protected training photos each, 2-core CPU); the default
+# generator on the same photos: HaarPSI 0.969, CIEDE2000 p95 3.62, dlib-linear 96.6 %.
+STRENGTHS.register("low", visibility="invisible", budget="generator", results=RESULTS,
+                   measured="HaarPSI 0.970, CIEDE2000 p95 1.92; dlib-linear / 1-NN 68.0 / 61.1 % (each alone 77.1 / 64.0), "
+                            "FaceNet-linear 30.9 %; 1.2 s a photo. Faint shading at 2x side by side")(_low)
+STRENGTHS.register("medium", visibility="visible", budget="visible", results=RESULTS,
+                   measured="HaarPSI 0.922, CIEDE2000 p95 3.23; dlib-linear / 1-NN 32.0 / 21.7 % (each alone 29.7 / 20.6), "
+                            "FaceNet-linear 0.0 %; 1.2 s a photo. Embossed shading")(_medium)
+STRENGTHS.register("high", visibility="visible", budget="visible", results=RESULTS,
+                   measured="HaarPSI 0.857, CIEDE2000 p95 4.29; dlib-linear / 1-NN 19.4 / 14.9 % (each alone 18.9 / 16.0; "
+                            "after JPEG q75 + halving 29.7 / 19.4), FaceNet-linear 0.0 %; 1.2 s a photo. Wrinkle-like patterns")(_high)
+STRENGTHS.register("visible", visibility="visible", budget="visible", results=RESULTS,
+                   measured="HaarPSI 0.812, CIEDE2000 p95 6.51; dlib-linear / 1-NN 11.4 / 8.6 % (each alone 11.4 / 15.4), "
+                            "FaceNet-linear 0.0 %; 1.0 s a photo. Colour swirls")(_visible)
+
+
+def list_strengths(pattern: str | None = None) -> list[str]:
+    return STRENGTHS.list(pattern)
+
+
+def strength_tags(name: str) -> dict[str, Any]:
+    return STRENGTHS.tags(name)
+
+
+def strength_budget(name: str) -> VisibilityBudget:
+    """The budget every file of this strength is held to."""
+    return GENERATOR_VISIBILITY if strength_tags(name)["budget"] == "generator" else VISIBLE
+
+
+def create_preset(name: str, device: str | torch.device = "cpu", seed: int = 0):
+    """The loaded cloak method of a strength (a :class:`FeatureCloak`)."""
+    return STRENGTHS.create(name, device=device, seed=seed)
+
+
+def create_cloaker(strength: str = DEFAULT_STRENGTH, device: str | torch.device = "cpu", seed: int = 0):
+    """A :class:`segue.protect.cloaker.Cloaker` of ``strength``, held to that strength's visibility budget."""
+    from segue.protect.cloaker import Cloaker
+
+    cloaker = Cloaker(create_preset(strength, device, seed), device=device, visibility_budget=strength_budget(strength))
+    cloaker.strength = strength
+    return cloaker
