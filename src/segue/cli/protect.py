@@ -80,10 +80,10 @@ def add_parser(sub) -> None:
                    "(survives JPEG/resizing/blur) or 'robust_rem' (also adversarial training and JPEG q10, "
                    "L-inf up to 18/255 at PSNR >= 30.2 dB); see README")
     r.add_argument("--cloak", action="store_true",
-                   help="instead of a generator, cloak each face against pretrained face recognisers (an "
-                        "attacker who embeds your photos with dlib or FaceNet and fits a classifier): per-photo "
-                        "PGD on FaceNet, ~0.7 s a face on 2 CPU cores, L-inf 16/255 at PSNR >= 30 dB; it does NOT "
-                        "stop a network trained from scratch on the photos (see README). Needs the attacks extra")
+                   help="instead of a generator, cloak each face against pretrained face recognisers (an attacker "
+                        "who embeds your photos with dlib or FaceNet and fits a classifier): per-photo PGD on FaceNet, "
+                        "~1.2 s a face on 2 CPU cores, at --strength (default low: as invisible as the generator, and "
+                        "weak); it does NOT stop a network trained from scratch on the photos. Needs the attacks extra")
     r.add_argument("--strength", choices=["low", "medium", "high", "visible"],
                    help="the cloak's strength (implies --cloak; default low): low is no more visible than the default "
                         "generator and weak against dlib; medium and high trade visibility for protection; visible is "

@@ -47,10 +47,12 @@ def _register_builtins() -> None:
     from segue.methods.em import ErrorMinimizing
     from segue.methods.feature_cloak import FeatureCloak
     from segue.methods.lsp import LinearSeparablePatches
+    from segue.methods.perceptual_cloak import PerceptualCloak
     from segue.methods.random_noise import RandomNoise
     from segue.methods.segue_method import SegueMethod
 
-    for cls in (NoProtection, RandomNoise, ErrorMinimizing, LinearSeparablePatches, SegueMethod, FeatureCloak):
+    for cls in (NoProtection, RandomNoise, ErrorMinimizing, LinearSeparablePatches, SegueMethod, FeatureCloak,
+                PerceptualCloak):
         register_method(cls.name)(cls)
 
 

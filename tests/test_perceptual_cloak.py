@@ -1,0 +1,51 @@
+"""The cloak under a visibility bar: each photo no more visible than the default generator's delta on it
+(less the strength's margin), and a wider margin buys a larger change."""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from segue.checkpoint import load_generator
+from segue.methods.base import quantise
+from segue.methods.perceptual_cloak import PerceptualCloak, local_contrast, visibility_terms
+
+
+class TinyEmbedding(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 16, 5, stride=4)
+
+    def forward(self, x):
+        return F.normalize(self.conv(x).flatten(1), dim=1)
+
+
+def faces(n: int = 3, size: int = 48) -> torch.Tensor:
+    g = torch.Generator().manual_seed(4)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+    blob = torch.exp(-(xx**2 + yy**2) * 2)
+    base = torch.stack([0.3 + 0.5 * blob, 0.25 + 0.4 * blob, 0.2 + 0.35 * blob])[None].repeat(n, 1, 1, 1)
+    return ((base + 0.04 * torch.randn(n, 3, size, size, generator=g)).clamp(0, 1) * 255).round() / 255
+
+
+def test_each_photo_stays_within_the_generators_visibility_and_margins_buy_change():
+    x, labels = faces(), torch.zeros(3, dtype=torch.long)
+    reference = load_generator("default")[0]
+    h_ref, d_ref = visibility_terms(x, quantise(x, reference.protect(x, labels) - x, 1.0))
+    changes = []
+    for margin in (0.0, 0.1):
+        cloak = PerceptualCloak(extractors=[TinyEmbedding()], steps=6, haarpsi_margin=margin, delta_e_margin=10 * margin,
+                                chroma=0.3, texture=True, reference=reference).load()
+        out = cloak.perturb(x, labels)
+        h, d = visibility_terms(x, out)
+        assert (h >= h_ref - margin - 1e-4).all() and (d <= d_ref + 10 * margin + 1e-4).all(), (h, h_ref, d, d_ref)
+        assert (out - x).abs().max() <= 16 / 255 + 1e-6 and (out != x).any()
+        changes.append(float((out - x).pow(2).mean()))
+    assert changes[1] > changes[0]
+
+
+def test_local_contrast_is_low_on_flat_skin_and_high_on_edges():
+    x = torch.full((1, 3, 32, 32), 0.6)
+    x[..., 16:] = 0.2  # an edge down the middle
+    mask = local_contrast(x)
+    assert float(mask[..., 4, 4]) == 0.25 and float(mask[..., 4, 16]) == 1.0
