@@ -26,9 +26,8 @@ from _common import write_results
 from segue.checkpoint import load_protector
 from segue.data import IMAGE_SUFFIXES, celeba234_people, natural_key, orl_root, shared_root, webface10_root
 from segue.protect import ProtectOptions, protect_folder
-from segue.visibility import GENERATOR_VISIBILITY, VISIBLE, VisibilityBudget
+from segue.visibility import GENERATOR_VISIBILITY, UNLIMITED, VISIBLE
 
-UNLIMITED = VisibilityBudget(haarpsi_min=0.0, delta_e_p95_max=1e9)
 
 
 def copy_people(people: list[Path], dst: Path, per_person: int | None) -> Path:

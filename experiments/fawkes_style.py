@@ -15,6 +15,7 @@ import torch
 
 from segue.methods.base import quantise
 from segue.methods.feature_cloak import FeatureCloak
+from segue.methods.perceptual_cloak import largest_scale
 from segue.quality import ssim
 
 BISECTION_STEPS = 6
@@ -39,13 +40,10 @@ class FawkesStyleCloak(FeatureCloak):
 
     @torch.no_grad()
     def project(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-        lo, hi = torch.zeros(len(x)), torch.ones(len(x))
-        ok = dssim(x, (x + delta).clamp(0, 1)) <= self.rho
-        for _ in range(BISECTION_STEPS):
-            mid = (lo + hi) / 2
-            good = dssim(x, (x + mid[:, None, None, None] * delta).clamp(0, 1)) <= self.rho
-            lo, hi = torch.where(good, mid, lo), torch.where(good, hi, mid)
-        return delta * torch.where(ok, hi, lo)[:, None, None, None]
+        def within(idx: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+            return dssim(x[idx], (x[idx] + scale[:, None, None, None] * delta[idx]).clamp(0, 1)) <= self.rho
+
+        return delta * largest_scale(within, len(x), BISECTION_STEPS)[:, None, None, None]
 
     def attack(self, x, targets, start=None, radius=None) -> torch.Tensor:
         with torch.no_grad():

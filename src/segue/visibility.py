@@ -129,21 +129,28 @@ def blur3(x: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
 
 
+def visibility_terms(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(N,)`` HaarPSI (NaN below ``MIN_SIDE``), CIEDE2000 mean and 95th percentile between the
+    3x3-blurred images, of two ``(N,3,H,W)`` batches in [0,1]: what a file is measured with, as tensors
+    (the perceptual cloak projects on them at every step)."""
+    x, y = x.float(), y.float()
+    de = delta_e_map(blur3(x), blur3(y)).flatten(1)
+    hp = haarpsi(x, y) if min(x.shape[-2:]) >= MIN_SIDE else torch.full((len(x),), float("nan"))
+    return hp, de.mean(1), torch.quantile(de, 0.95, dim=1)
+
+
 def visibility(x: torch.Tensor, y: torch.Tensor) -> list[dict]:
     """HaarPSI, and the mean and 95th percentile of CIEDE2000 between the 3x3-blurred images, of each
-    pair of two ``(N,3,H,W)`` batches in [0,1].
+    pair of two ``(N,3,H,W)`` batches in [0,1] (:func:`visibility_terms`, rounded, one dict per pair).
 
     Examples:
         >>> x = torch.rand(1, 3, 24, 24)
         >>> visibility(x, x)
         [{'haarpsi': 1.0, 'delta_e_mean': 0.0, 'delta_e_p95': 0.0}]
     """
-    x, y = x.float(), y.float()
-    de = delta_e_map(blur3(x), blur3(y)).flatten(1)
-    hp = haarpsi(x, y) if min(x.shape[-2:]) >= MIN_SIDE else torch.full((len(x),), float("nan"))
     return [{"haarpsi": round(float(h), 4) if h == h else None, "delta_e_mean": round(float(m), 3),
              "delta_e_p95": round(float(p), 3)}
-            for h, m, p in zip(hp, de.mean(1), torch.quantile(de, 0.95, dim=1))]
+            for h, m, p in zip(*visibility_terms(x, y))]
 
 
 def visibility_uint8(before: np.ndarray, after: np.ndarray) -> dict:
@@ -191,6 +198,8 @@ GENERATOR_VISIBILITY = VisibilityBudget(haarpsi_min=0.85, delta_e_p95_max=7.0)
 #: files on the same photos (HaarPSI 0.55, CIEDE2000 p95 13.4) rounded outward. Such a protection
 #: is labelled visible wherever it is named (``segue list``, the CLI, the web page).
 VISIBLE = VisibilityBudget(haarpsi_min=0.50, delta_e_p95_max=15.0)
+#: Measures every file and refuses none: for the benchmarks and the gallery, which show what lies beyond.
+UNLIMITED = VisibilityBudget(haarpsi_min=0.0, delta_e_p95_max=float("inf"))
 #: The budgets by name (``segue protect --visibility-budget``).
 BUDGETS = {"generator": GENERATOR_VISIBILITY, "visible": VISIBLE}
 

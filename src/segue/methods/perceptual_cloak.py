@@ -19,15 +19,25 @@ import torch.nn.functional as F
 
 from segue.methods.base import quantise
 from segue.methods.feature_cloak import FeatureCloak
-from segue.visibility import blur3, delta_e_map, haarpsi
+from segue.visibility import visibility_terms
 
 BISECTION_STEPS = 5  # the scale found to 1/32 of the step's delta
 
 
-def visibility_terms(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(N,)`` HaarPSI and CIEDE2000 p95 (between the 3x3-blurred images), differentiable-free and batched."""
-    de = delta_e_map(blur3(x), blur3(y)).flatten(1)
-    return haarpsi(x, y), torch.quantile(de, 0.95, dim=1)
+def largest_scale(within, n: int, steps: int = BISECTION_STEPS) -> torch.Tensor:
+    """``(n,)`` the largest factor in [0, 1] (bisection) by which each photo's delta may be scaled and
+    stay within its bar; ``within(idx, scale)`` says which photos ``idx`` are within at ``scale``. Only
+    the photos beyond it at 1 are searched (one measure for those within)."""
+    scale = torch.ones(n)
+    over = (~within(torch.arange(n), scale)).nonzero().flatten()
+    if len(over):
+        lo, hi = torch.zeros(len(over)), torch.ones(len(over))
+        for _ in range(steps):
+            mid = (lo + hi) / 2
+            good = within(over, mid)
+            lo, hi = torch.where(good, mid, lo), torch.where(good, hi, mid)
+        scale[over] = lo
+    return scale
 
 
 def local_contrast(x: torch.Tensor, size: int = 5, floor: float = 0.25) -> torch.Tensor:
@@ -106,28 +116,17 @@ class PerceptualCloak(FeatureCloak):
     def targets_for(self, x: torch.Tensor, side_labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Each photo's bar: the reference generator's HaarPSI and CIEDE2000 p95 on it, less the margins."""
         ref = self.reference_model.protect(x, side_labels.to(x.device))
-        h, d = visibility_terms(x, quantise(x, ref - x, 1.0))
+        h, _, d = visibility_terms(x, quantise(x, ref - x, 1.0))
         return h - self.haarpsi_margin, d + self.delta_e_margin
 
     @torch.no_grad()
     def project(self, x: torch.Tensor, delta: torch.Tensor, h_min: torch.Tensor, d_max: torch.Tensor) -> torch.Tensor:
-        """``delta`` scaled by the largest factor in [0, 1] (bisection) that keeps each photo within its bar;
-        only the photos beyond it are searched (one visibility measure for those within)."""
+        """``delta`` scaled by the largest factor in [0, 1] that keeps each photo within its bar."""
         def within(idx: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-            h, d = visibility_terms(x[idx], (x[idx] + scale[:, None, None, None] * delta[idx]).clamp(0, 1))
+            h, _, d = visibility_terms(x[idx], (x[idx] + scale[:, None, None, None] * delta[idx]).clamp(0, 1))
             return (h >= h_min[idx]) & (d <= d_max[idx])
 
-        over = (~within(torch.arange(len(x)), torch.ones(len(x)))).nonzero().flatten()
-        if not len(over):
-            return delta
-        lo, hi = torch.zeros(len(over)), torch.ones(len(over))
-        for _ in range(BISECTION_STEPS):
-            mid = (lo + hi) / 2
-            good = within(over, mid)
-            lo, hi = torch.where(good, mid, lo), torch.where(good, hi, mid)
-        scale = torch.ones(len(x))
-        scale[over] = lo
-        return delta * scale[:, None, None, None].to(delta)
+        return delta * largest_scale(within, len(x))[:, None, None, None].to(delta)
 
     def shape_step(self, g: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """The step's colour damped by ``chroma`` and, with a texture mask, weighted by local contrast."""
@@ -165,7 +164,7 @@ class PerceptualCloak(FeatureCloak):
         h_min, d_max = self._bar
         out = quantise(x, delta, self.eps)
         for _ in range(10):
-            h, d = visibility_terms(x, out)
+            h, _, d = visibility_terms(x, out)
             over = (h < h_min) | (d > d_max)
             if not over.any():
                 break
