@@ -19,6 +19,7 @@ from segue.checkpoint import load_generator
 from segue.data import load_image_folder, webface10_root
 from segue.imageio import to_uint8
 from segue.protect import protect_images, quality_metrics
+from segue.quality import set_quality
 
 
 def main() -> None:
@@ -42,6 +43,7 @@ def main() -> None:
     s_clean, s_prot = summary(runs["clean"]), summary(runs["protected"])
     psnr = sum(r["psnr"] for r in q) / len(q)
     ssim = sum(r["ssim"] for r in q) / len(q)
+    seen = set_quality(train.images, protected)  # the visibility every written file is held to
     payload = {
         "protocol": f"WebFace10 {args.size}px, ResNet18 victim, Adam 5e-4 cosine, batch 16, no augmentation, {args.epochs} epochs",
         "generator": {"weights": args.weights or "shipped", "train_seconds": prov.get("train_seconds"),
@@ -49,6 +51,7 @@ def main() -> None:
                       "train_config": prov.get("train_config")},
         "protect_seconds_in_memory": round(protect_s, 2), "psnr": round(psnr, 2), "ssim": round(ssim, 4),
         "linf_max_255": max(r["linf"] for r in q),
+        "haarpsi_median": seen["haarpsi_median"], "delta_e_p95_median": seen["delta_e_p95_median"],
         "clean": s_clean, "protected": s_prot, "runs": runs,
     }
     md = [f"## CPU protocol: WebFace10 at {args.size} px, ResNet18 victim, {args.epochs} epochs, seeds {args.seeds}", "",
@@ -56,7 +59,8 @@ def main() -> None:
     for label, s in (("clean photos", s_clean), ("Segue-protected photos", s_prot)):
         f, p = s["final_acc"], s["peak_acc"]
         md.append(f"| {label} | {pct(f['mean'])} ({pct(f['min'])}-{pct(f['max'])}) | {pct(p['mean'])} ({pct(p['min'])}-{pct(p['max'])}) |")
-    md += ["", f"Protected training set: PSNR {psnr:.2f} dB, SSIM {ssim:.4f}, max L-inf {payload['linf_max_255']}/255. "
+    md += ["", f"Protected training set: PSNR {psnr:.2f} dB, SSIM {ssim:.4f}, max L-inf {payload['linf_max_255']}/255, "
+           f"visibility HaarPSI {seen['haarpsi_median']} / CIEDE2000 p95 {seen['delta_e_p95_median']} (median per photo). "
            f"Generator training: {prov.get('train_seconds')} s ({prov.get('epochs_run')} epochs, "
            f"on {prov.get('device', 'a device not recorded in its provenance')}).", ""]
     write_results(args.name, payload, "\n".join(md))

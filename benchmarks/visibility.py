@@ -1,6 +1,6 @@
 """How visible each protection is, per written file, on validation photos (sets the visibility budgets).
 
-    python benchmarks/visibility.py [--protections default robust robust_rem cloak] [--cloak-per-person 4]
+    python benchmarks/visibility.py [--protections default robust robust_rem cloak] [--cloak-per-person 4] [--name NAME]
 
 Every protection runs through ``segue protect`` (PNG output, visibility measured on every file,
 nothing refused) on photos no choice was tuned on except these budgets: the CelebA234 validation
@@ -63,8 +63,10 @@ def stats(rows: list[dict]) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--protections", nargs="+", default=["default", "robust", "robust_rem", "cloak"])
+    ap.add_argument("--protections", nargs="+", default=["default", "robust", "robust_rem", "cloak"],
+                    help="shipped names, 'cloak', or LABEL=WEIGHTS.safetensors")
     ap.add_argument("--cloak-per-person", type=int, default=4)
+    ap.add_argument("--name", default="visibility", help="results file name (benchmarks/results/NAME.{json,md})")
     args = ap.parse_args()
     warnings.simplefilter("ignore", UserWarning)
     results: dict = {}
@@ -74,8 +76,9 @@ def main() -> None:
                 from segue.protect.cloaker import Cloaker
 
                 protection, side, per_person = Cloaker(), None, args.cloak_per_person
-            else:
-                (protection, side), per_person = load_protector(name, "cpu"), None
+            else:  # a shipped name, or LABEL=WEIGHTS.safetensors
+                (protection, side), per_person = load_protector(name.split("=", 1)[-1], "cpu"), None
+                name = name.split("=", 1)[0]
             for set_name, people in photo_sets().items():
                 src = copy_people(people, Path(tmp) / f"{name}_{set_name}_in", per_person)
                 t0 = time.perf_counter()
@@ -99,8 +102,9 @@ def main() -> None:
             lines.append(f"| {name} | {set_name} | {r['photos']} | {r['haarpsi_median']} / {r['haarpsi_p1']} / {r['haarpsi_min']} "
                          f"| {r['delta_e_p95_median']} / {r['delta_e_p95_p99']} / {r['delta_e_p95_max']} "
                          f"| {100 * r['within_generator_visibility']:.1f} % | {r['psnr_mean']} | {r['seconds_per_photo']} |")
-    write_results("visibility", {"command": "python benchmarks/visibility.py " + " ".join(
-        f"--protections {' '.join(args.protections)}".split()), "results": results}, "\n".join(lines) + "\n")
+    command = f"python benchmarks/visibility.py --protections {' '.join(args.protections)}" + (
+        f" --name {args.name}" if args.name != "visibility" else "")
+    write_results(args.name, {"command": command, "results": results}, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

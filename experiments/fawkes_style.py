@@ -13,10 +13,15 @@ from __future__ import annotations
 
 import torch
 
+import sys
+from pathlib import Path
+
 from segue.methods.base import quantise
-from segue.methods.feature_cloak import FeatureCloak
 from segue.methods.perceptual_cloak import largest_scale
 from segue.quality import ssim
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/: a folder of the repository, not installed
+from experiments.feature_cloak_variants import VariantFeatureCloak  # noqa: E402
 
 BISECTION_STEPS = 6
 
@@ -26,7 +31,7 @@ def dssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (1 - ssim(x, y)) / 2
 
 
-class FawkesStyleCloak(FeatureCloak):
+class FawkesStyleCloak(VariantFeatureCloak):
     """Toward the farthest decoy of ``decoy_pool`` on FaceNet, DSSIM <= ``rho`` (L-inf cap ``eps``)."""
 
     name = "fawkes-style"

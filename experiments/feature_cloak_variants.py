@@ -1,5 +1,17 @@
 """Feature-cloak options that lost, on top of ``segue.methods.feature_cloak`` (see experiments/README.md).
 
+The package's :class:`FeatureCloak` keeps what ``segue protect`` ships (away from the photo's own
+embedding, momentum, input diversity with a warp, L2 steps under a PSNR floor). The pilots'
+commands (experiments/feature_transfer_pilot.py, feature_generator_pilot.py, person_cloak.py,
+fawkes_style.py) reproduce through :class:`VariantFeatureCloak`, whose defaults are the cloak's
+original ones (targeted, sign steps, no momentum, no floor):
+
+* ``decoy`` / ``decoy_pool`` - targeted toward another person's clean centroid (``"next"`` or
+  Fawkes' ``"farthest"``), from the set or from outside people; ``away`` weighs the untargeted
+  term beside it. Away-only with no decoy brought dlib lowest on held-out people and is what ships
+  (docs/attacks.md).
+* ``ti_sigma`` - translation-invariant gradients (TI, Dong et al. 2019: the gradient smoothed by a
+  Gaussian); ``diverse=False`` - no input diversity.
 * ``feature_dropout: p`` - DFANet (Zhong & Deng, "Towards Transferable Adversarial Attack Against
   Deep Face Recognition", IEEE TIFS 2021): dropout on the surrogate's feature maps in every PGD
   step, so each step attacks a slightly different model. Here dropout ``p`` on the output of every
@@ -25,15 +37,24 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 
+import kornia.filters
+
+from segue.data import FaceSet
 from segue.methods.base import NoiseMethod, quantise
 from segue.methods.feature_cloak import FeatureCloak
 from segue.quality import rms, rms_cap
+
+
+def centroids(embeddings: torch.Tensor, labels: torch.Tensor, num: int) -> torch.Tensor:
+    """``(num, D)``: each label's mean embedding, L2-normalised."""
+    return F.normalize(torch.stack([embeddings[labels == c].mean(0) for c in range(num)]), dim=1)
 
 
 @contextmanager
@@ -56,9 +77,21 @@ def conv_dropout(models: list, p: float) -> Iterator[None]:
 
 
 class VariantFeatureCloak(FeatureCloak):
-    """:class:`FeatureCloak` plus the options that lost; with them off it is the package's cloak.
+    """:class:`FeatureCloak` plus the options that lost, with the cloak's original defaults.
+
+    ``fit`` embeds the clean training photos and gives each label a decoy: the clean centroid of
+    another person, from the set itself or from ``decoy_pool`` (people the attacker does not know,
+    as Fawkes draws its targets from a public set); ``perturb`` maximises
+    ``cos(e(x'), decoy) - away * cos(e(x'), e(x))`` summed over the extractors.
 
     Args:
+        decoy: ``"next"`` (label ``l`` -> pool person ``l + 1``, or ``l`` for an outside pool),
+            ``"farthest"`` (the pool person whose centroid is least like ``l``'s own, mean over the
+            extractors) or ``"none"`` (only the ``away`` term: the package's cloak).
+        decoy_pool: a :class:`FaceSet` whose people are the decoys (default: the fit set's people).
+        away: weight of "away from the photo's own clean embedding" (0).
+        ti_sigma: std (pixels) of TI's gradient smoothing (0: off).
+        diverse: input diversity in every step (True).
         feature_dropout: DFANet's dropout rate on every convolution's output in each step (0).
             The clean embeddings and the decoys are computed without it (only :meth:`objective`,
             the step's forward pass, has it).
@@ -68,20 +101,91 @@ class VariantFeatureCloak(FeatureCloak):
             PGD; needs ``psnr_floor``: each photo's PGD gets the L2 room ``then``'s delta on the clean
             photo leaves under the floor, and the sum is cut to ``eps`` and the floor. With
             ``steps=0`` the output is ``then``'s.
-        **kwargs: :class:`FeatureCloak`'s.
+        momentum, affine_diversity, psnr_floor, step_norm, **kwargs: :class:`FeatureCloak`'s, with the
+            original defaults (0, False, 0, "sign").
     """
 
-    def __init__(self, feature_dropout: float = 0.0, base: NoiseMethod | None = None,
-                 then: NoiseMethod | None = None, **kwargs):
-        super().__init__(**kwargs)
+    name = "feature-cloak-variant"
+
+    def __init__(self, decoy: str = "next", decoy_pool: FaceSet | None = None, away: float = 0.0,
+                 ti_sigma: float = 0.0, diverse: bool = True, feature_dropout: float = 0.0,
+                 base: NoiseMethod | None = None, then: NoiseMethod | None = None, momentum: float = 0.0,
+                 affine_diversity: bool = False, psnr_floor: float = 0.0, step_norm: str = "sign", **kwargs):
+        super().__init__(momentum=momentum, affine_diversity=affine_diversity, psnr_floor=psnr_floor,
+                         step_norm=step_norm, **kwargs)
+        if decoy not in ("next", "farthest", "none"):
+            raise ValueError("decoy is 'next', 'farthest' or 'none'")
+        if decoy == "none" and (away <= 0 or decoy_pool is not None):
+            raise ValueError("decoy 'none' leaves only the away term: needs away > 0 and no decoy_pool")
         if then is not None and (self.psnr_floor <= 0 or base is not None):
             raise ValueError("then shares the PSNR floor's budget with the PGD: needs psnr_floor > 0 and no base")
+        self.decoy, self.decoy_pool, self.away = decoy, decoy_pool, float(away)
+        self.ti_sigma, self.diverse = float(ti_sigma), bool(diverse)
         self.feature_dropout, self.base, self.then = float(feature_dropout), base, then
+        self.decoys: list[torch.Tensor] = []
 
     def config(self) -> dict:
-        return {**super().config(), "feature_dropout": self.feature_dropout,
+        return {**super().config(), "ti_sigma": self.ti_sigma, "diverse": self.diverse, "away": self.away,
+                "decoy": self.decoy, "decoy_pool": None if self.decoy_pool is None else len(self.decoy_pool.classes),
+                "feature_dropout": self.feature_dropout,
                 "base": None if self.base is None else self.base.config(),
                 "then": None if self.then is None else self.then.config()}
+
+    def load(self) -> "VariantFeatureCloak":
+        super().load()
+        self.decoys = []
+        return self
+
+    def fit(self, train: FaceSet, side_labels: torch.Tensor) -> "VariantFeatureCloak":
+        from segue.face_embedding import embed
+
+        self.load()
+        if self.decoy == "none":
+            return self
+        labels = torch.as_tensor(side_labels)
+        num = int(labels.max()) + 1
+        pool, pool_labels = (train, labels) if self.decoy_pool is None else (self.decoy_pool, self.decoy_pool.labels)
+        size = int(pool_labels.max()) + 1
+        if self.decoy_pool is None and num < 2:
+            raise ValueError("feature-cloak draws each person's decoy from another person in the set: needs two or more")
+        own, cands = [], []
+        for model in self.models:
+            own.append(centroids(embed(model, train.images, device=self.device), labels, num))
+            cands.append(own[-1] if self.decoy_pool is None else
+                         centroids(embed(model, pool.images, device=self.device), pool_labels, size))
+        if self.decoy == "farthest":
+            sim = sum(o @ c.T for o, c in zip(own, cands)) / len(own)  # (num, size)
+            pick = sim.argmin(dim=1)
+        else:
+            pick = (torch.arange(num) + (1 if self.decoy_pool is None else 0)) % size
+        self.decoys = [c[pick] for c in cands]
+        return self
+
+    def perturb(self, images: torch.Tensor, side_labels: torch.Tensor) -> torch.Tensor:
+        if not self.models:
+            raise RuntimeError("call fit first (load with decoy 'none'): the decoys come from the clean training photos")
+        return super().perturb(images, side_labels)
+
+    def targets(self, side_labels: torch.Tensor) -> list[torch.Tensor | None]:
+        return [d.to(side_labels.device)[side_labels] for d in self.decoys] or [None] * len(self.models)
+
+    def objective(self, x: torch.Tensor, clean: list[torch.Tensor], targets: list[torch.Tensor | None]) -> torch.Tensor:
+        with conv_dropout(self.models, self.feature_dropout):
+            total = x.new_zeros(())
+            for model, e_clean, t in zip(self.models, clean, targets):
+                e = model(x)
+                toward = x.new_zeros(()) if t is None else F.cosine_similarity(e, t).sum()
+                total = total + toward - self.away * F.cosine_similarity(e, e_clean).sum()
+            return total
+
+    def step_input(self, x: torch.Tensor) -> torch.Tensor:
+        return self.diversity(x) if self.diverse else x
+
+    def smooth(self, grad: torch.Tensor) -> torch.Tensor:
+        if self.ti_sigma <= 0:
+            return grad
+        k = 2 * math.ceil(2 * self.ti_sigma) + 1
+        return kornia.filters.gaussian_blur2d(grad, (k, k), (self.ti_sigma, self.ti_sigma))
 
     def batch_delta(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.then is not None:
@@ -90,7 +194,3 @@ class VariantFeatureCloak(FeatureCloak):
             return self.then.perturb(cloaked, y).to(self.device) - x
         start = None if self.base is None else self.base.perturb(x, y).to(self.device) - x
         return self.attack(x, self.targets(y), start)
-
-    def objective(self, x: torch.Tensor, clean: list[torch.Tensor], targets: list[torch.Tensor]) -> torch.Tensor:
-        with conv_dropout(self.models, self.feature_dropout):
-            return super().objective(x, clean, targets)

@@ -30,12 +30,11 @@ import torch
 import torch.nn.functional as F
 
 from _common import write_results
-from feature_transfer_pilot import ATTACKERS, partial_md, partial_rows, people
+from feature_transfer_pilot import ATTACKERS, VariantFeatureCloak, partial_md, partial_rows, people
 from segue.attackers import create_attacker
 from segue.checkpoint import load_generator, save_generator
 from segue.data import FaceSet, load_celeba234, load_orl
 from segue.generator import Generator, GeneratorConfig
-from segue.methods import create_method
 from segue.quality import rms_cap, set_quality
 from segue.training import init_state
 
@@ -146,8 +145,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.manual_seed(0)
     train, test, new_train, new_test = load_sets(args.data, args.people, args.new_people)
-    cloak = create_method("feature-cloak", eps=args.eps / 255, extractors=args.extractors.split(","), decoy=args.decoy,
-                          away=args.away, affine_diversity=args.affine).fit(train, train.labels)
+    cloak = VariantFeatureCloak(eps=args.eps / 255, extractors=args.extractors.split(","), decoy=args.decoy,
+                                away=args.away, affine_diversity=args.affine).fit(train, train.labels)
     cfg = GeneratorConfig(eps=args.eps / 255, psnr_floor=args.psnr_floor, image_size=112)
     generator = Generator(cfg)
     generator.load_state_dict(init_state("default", cfg, load_generator))
@@ -167,7 +166,7 @@ def main() -> None:
             idx = order[i : i + args.batch]
             x, y = train.images[idx], train.labels[idx]
             protected = generator.protect(x, y)
-            score = cloak.objective(cloak.diversity(protected), [c[idx] for c in clean], cloak.targets(y))
+            score = cloak.objective(cloak.step_input(protected), [c[idx] for c in clean], cloak.targets(y))
             if args.mid_layer:
                 with torch.no_grad():
                     reference = mid_features(cloak.models[0], x, args.mid_layer)

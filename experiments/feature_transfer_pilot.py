@@ -38,10 +38,10 @@ from segue.data import (FaceSet, celeba234_photos, load_celeba234, load_image_fo
 from segue.face_embedding import embed
 from segue.methods import create_method
 from segue.methods.base import quantise
-from segue.methods.feature_cloak import centroids
 from segue.quality import set_quality
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/: a folder of the repository, not installed
+from experiments.feature_cloak_variants import VariantFeatureCloak, centroids  # noqa: E402
 
 
 def people(data: FaceSet, first: int, count: int) -> FaceSet:
@@ -220,15 +220,11 @@ def main() -> None:
         from experiments.person_cloak import PersonCloak
 
         method = PersonCloak(fit_photos=args.fit_photos, **settings).fit(train, train.labels)
-    elif args.feature_dropout > 0 or args.base_weights or args.then_joint:  # options that lost: experiments/
-        from experiments.feature_cloak_variants import VariantFeatureCloak
-
+    else:
         method = VariantFeatureCloak(
             feature_dropout=args.feature_dropout, **settings,
             base=create_method("segue", weights=args.base_weights) if args.base_weights else None,
             then=create_method("segue", weights=args.then_weights) if args.then_joint else None).fit(train, train.labels)
-    else:
-        method = create_method("feature-cloak", **settings).fit(train, train.labels)
     chosen = torch.isin(train.labels, torch.tensor(partial_persons(args.people))) if args.partial_only \
         else torch.ones(len(train), dtype=torch.bool)
     t0 = time.perf_counter()

@@ -15,17 +15,21 @@ Run through ``python experiments/feature_transfer_pilot.py --per-person [--fit-p
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import torch
 
-from segue.methods.feature_cloak import FeatureCloak
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/: a folder of the repository, not installed
+from experiments.feature_cloak_variants import VariantFeatureCloak  # noqa: E402
 
 
-class PersonCloak(FeatureCloak):
-    """:class:`FeatureCloak` with one delta per side label, fitted on its first ``fit_photos`` photos.
+class PersonCloak(VariantFeatureCloak):
+    """:class:`VariantFeatureCloak` with one delta per side label, fitted on its first ``fit_photos`` photos.
 
     Args:
         fit_photos: how many of each person's photos the delta is fitted on (None: all of them).
-        **kwargs: :class:`FeatureCloak`'s; needs ``step_norm="l2"`` (with a ``psnr_floor``).
+        **kwargs: :class:`VariantFeatureCloak`'s; needs ``step_norm="l2"`` (with a ``psnr_floor``).
 
     Shape:
         ``perturb(images (N,3,H,W), side_labels (N,))`` -> ``(N,3,H,W)``: photos of one label differ

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -37,8 +38,11 @@ from torch import nn
 from segue.data import FaceSet
 from segue.distortion import DistortionLayer
 from segue.methods.base import NoiseMethod, quantise_within
-from segue.methods.feature_cloak import AFFINE_DIVERSITY, centroids
+from segue.methods.feature_cloak import AFFINE_DIVERSITY
 from segue.quality import rms, rms_cap, within_psnr
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/: a folder of the repository, not installed
+from experiments.feature_cloak_variants import centroids  # noqa: E402
 
 
 def project(delta: torch.Tensor, eps: float, psnr_floor: float) -> torch.Tensor:

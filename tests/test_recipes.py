@@ -34,6 +34,21 @@ def test_recipes_chain_the_shipped_generators():
         assert stages[-1].recorded["provenance"] == f"src/segue/weights/{ships}.json"
 
 
+def test_the_celeba234_recipe_is_what_its_committed_weights_were_trained_with():
+    """One stage on the CelebA234 train people (a named set, not a folder), recorded like the others; its
+    weights are an experiment's (not shipped)."""
+    recipe, (stage,) = load_recipe("celeba234")
+    rec = stage.recorded
+    assert "ships" not in recipe and recipe["data"] == "celeba234:train"
+    assert (ROOT / recipe["weights"]).is_file() and rec["provenance"] == recipe["weights"].replace(".safetensors", ".json")
+    prov = json.loads((ROOT / rec["provenance"]).read_text())["provenance"]
+    cfg = TrainConfig.from_dict(stage_config(stage, None))
+    cfg.generator.image_size = cfg.image_size
+    assert _as_json(cfg.to_dict()) == _as_json(TrainConfig.from_dict(prov["train_config"]).to_dict())
+    assert stage.epochs == rec["epochs_run"] == prov["epochs_run"] and rec["train_seconds"] == prov["train_seconds"]
+    assert prov["train_data"] == "celeba234:train" and len(prov["classes"]) == 164 and rec["device"] == prov["device"]
+
+
 @pytest.mark.parametrize("index", range(len(CHAIN)), ids=CHAIN)
 def test_each_stage_is_what_its_committed_weights_were_trained_with(index):
     """The stage's config with its recorded budget and start is the provenance's train_config exactly;
@@ -106,4 +121,4 @@ def test_rebuild_command_dry_run_and_unknown_recipe(tmp_path, faces, capsys):
     assert (cfg.epochs, cfg.max_seconds, cfg.generator.smooth) == (11, None, 4)
     assert cfg.init_generator == str((out / "webface10_112.safetensors").resolve())
     assert main(["rebuild", "nope", "-o", str(out)]) == 2
-    assert "known: default, robust, robust_rem" in capsys.readouterr().err
+    assert "known: celeba234, default, robust, robust_rem" in capsys.readouterr().err

@@ -15,8 +15,15 @@ from segue.generator import Generator
 
 
 def _generator(weights: str | Path | Generator | None, device: str | torch.device) -> Generator:
+    """A generator, a weights file, or a protection's name (:mod:`segue.protections`: a shipped generator
+    or a cloak strength, which comes with a generator's call)."""
     if isinstance(weights, Generator):
         return weights.to(device).eval()
+    if isinstance(weights, str) and not weights.endswith(".safetensors"):
+        from segue.protections import PROTECTIONS, create_protection
+
+        if weights in PROTECTIONS:
+            return create_protection(weights, device)
     return load_generator(weights, device)[0]
 
 
@@ -29,7 +36,8 @@ def protect_images(images: torch.Tensor, labels: torch.Tensor | list[int] | int 
         images: face crops in [0, 1].
         labels: each photo's person (side information): a tensor/list of ints, one int for all,
             or None for person 0. Photos of one person must share a label.
-        weights: a shipped name (``segue list weights``), a ``.safetensors`` path or a Generator.
+        weights: a protection's name (``segue list protections``: a shipped generator, or a cloak
+            strength such as ``"low"``), a ``.safetensors`` path or a Generator.
         device: ``"cpu"`` or ``"cuda"``.
 
     Shape:

@@ -103,8 +103,20 @@ def load_image_folder(
     return FaceSet(images, torch.tensor(labels), classes or found, paths)
 
 
+NAMED_SETS = ("celeba234:train", "celeba234:val", "celeba234:test", "webface10:SUBDIR")
+
+
 def load_photos(root: str | Path, size: int) -> FaceSet:
-    """An ImageFolder tree (labels from subfolders) or a flat folder of photos (labels -1: unknown)."""
+    """An ImageFolder tree (labels from subfolders) or a flat folder of photos (labels -1: unknown).
+
+    ``root`` may also name a shared set (:data:`NAMED_SETS`): ``celeba234:SPLIT`` is one split's people
+    (:func:`celeba234_people`, so a generator can train on the train people without a copied folder),
+    ``webface10:SUBDIR`` a folder under :func:`webface10_root`.
+    """
+    if isinstance(root, str) and root.startswith("celeba234:"):
+        return celeba234_photos(root.split(":", 1)[1], size)
+    if isinstance(root, str) and root.startswith("webface10:"):
+        root = webface10_root() / root.split(":", 1)[1]
     root = Path(root)
     if any(d.is_dir() for d in root.iterdir()):
         return load_image_folder(root, size)

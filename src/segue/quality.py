@@ -102,17 +102,27 @@ def quality_metrics(before: np.ndarray, after: np.ndarray, region=None, with_ssi
 
 
 def set_quality(clean: torch.Tensor, protected: torch.Tensor, batch: int = 64) -> dict:
-    """Mean PSNR (dB, finite images only) and SSIM, max L-inf in /255 steps of two ``(N,C,H,W)`` sets in [0,1]."""
-    psnrs, ssims = [], []
+    """Mean PSNR (dB, finite images only) and SSIM, max L-inf in /255 steps, and the median HaarPSI and
+    CIEDE2000 p95 (:func:`segue.visibility.visibility_terms`, the measure a written file is held to) of
+    two ``(N,C,H,W)`` sets in [0,1]."""
+    from segue.visibility import visibility_terms
+
+    psnrs, ssims, haar, de95 = [], [], [], []
     for start in range(0, len(clean), batch):
         a, b = clean[start : start + batch], protected[start : start + batch]
         mse = ((a - b) ** 2).flatten(1).mean(1)
         psnrs += [psnr(m) for m in mse.tolist() if m > 0]
         if min(a.shape[-2:]) >= SSIM_WINDOW:
             ssims += ssim(a, b).tolist()
+        if a.shape[1] == 3:
+            hp, _, p95 = visibility_terms(a, b)
+            haar += [h for h in hp.tolist() if h == h]
+            de95 += p95.tolist()
     linf = int(((clean - protected).abs().max() * 255).round().item()) if len(clean) else 0
     return {
         "psnr_mean": round(statistics.mean(psnrs), 3) if psnrs else None,
         "ssim_mean": round(statistics.mean(ssims), 5) if ssims else None,
         "linf_max_255": linf,
+        "haarpsi_median": round(statistics.median(haar), 4) if haar else None,
+        "delta_e_p95_median": round(statistics.median(de95), 3) if de95 else None,
     }

@@ -1,5 +1,6 @@
-"""experiments/feature_cloak_variants.py: DFANet's dropout acts only inside its block, the variant
-with every option off is the package's cloak, and ``base`` / ``then`` combine it with another protection."""
+"""experiments/feature_cloak_variants.py: decoys (next, farthest, an outside pool), TI, DFANet's dropout
+acting only inside its block, the away-only variant being the package's cloak, and ``base`` / ``then``
+combining it with another protection."""
 
 import sys
 from pathlib import Path
@@ -27,12 +28,55 @@ def test_conv_dropout_only_inside_the_block():
     assert torch.equal(toy(x), before)  # hooks removed
 
 
-def test_zero_dropout_is_the_package_cloak_and_dropout_still_attacks():
+def test_away_only_variant_is_the_package_cloak():
+    data, toy = faces(), ToyExtractor()
+    kw = dict(eps=16 / 255, extractors=[toy], steps=10, momentum=1.0, affine_diversity=True, psnr_floor=30.0,
+              step_norm="l2")
+    package = create_method("feature-cloak", **kw).fit(data, data.labels).perturb(data.images, data.labels)
+    variant = VariantFeatureCloak(decoy="none", away=1.0, **kw).load()
+    assert torch.equal(variant.perturb(data.images, data.labels), package)
+    with pytest.raises(ValueError, match="away > 0"):
+        VariantFeatureCloak(extractors=[toy], decoy="none")
+    with pytest.raises(RuntimeError, match="call fit first"):
+        VariantFeatureCloak(extractors=[toy], decoy="none", away=1.0).perturb(data.images, data.labels)
+
+
+@pytest.mark.parametrize("extra", [{"ti_sigma": 1.0}, {"psnr_floor": 30.0, "step_norm": "l2"}])
+def test_moves_embeddings_toward_decoys(extra):
+    data = faces()
+    toy = ToyExtractor()
+    method = VariantFeatureCloak(eps=16 / 255, extractors=[toy], steps=10, momentum=1.0,
+                                 diverse=False, **extra).fit(data, data.labels)
+    out = method.perturb(data.images, data.labels)
+    assert (out - data.images).abs().max() <= 16 / 255 + 1e-6
+    decoys = method.decoys[0][data.labels]
+    before = F.cosine_similarity(toy(data.images), decoys).mean()
+    after = F.cosine_similarity(toy(out), decoys).mean()
+    assert after > before + 0.05
+
+
+def test_farthest_decoy_and_outside_pool():
+    """'farthest' picks, per person, the pool person least like them; an outside pool supplies the decoys."""
+    data, pool, toy = faces(people=3), faces(people=5, per=2), ToyExtractor()
+    own = F.normalize(torch.stack([toy(data.images[data.labels == c]).mean(0) for c in range(3)]), dim=1)
+    cands = F.normalize(torch.stack([toy(pool.images[pool.labels == c]).mean(0) for c in range(5)]), dim=1)
+    far = VariantFeatureCloak(extractors=[toy], decoy="farthest", decoy_pool=pool).fit(data, data.labels)
+    assert torch.allclose(far.decoys[0], cands[(own @ cands.T).argmin(1)], atol=1e-5)
+    nxt = VariantFeatureCloak(extractors=[toy], decoy_pool=pool).fit(data, data.labels)
+    assert torch.allclose(nxt.decoys[0], cands[:3], atol=1e-5)
+    inside = VariantFeatureCloak(extractors=[toy], decoy="farthest").fit(data, data.labels)
+    picked = (own @ own.T).argmin(1)
+    assert (picked != torch.arange(3)).all() and torch.allclose(inside.decoys[0], own[picked], atol=1e-5)
+    with pytest.raises(ValueError):
+        VariantFeatureCloak(extractors=[toy], decoy="nearest")
+    one = faces(people=1)
+    with pytest.raises(ValueError, match="two or more"):
+        VariantFeatureCloak(extractors=[toy]).fit(one, one.labels)
+
+
+def test_dropout_still_attacks():
     data, toy = faces(), ToyExtractor()
     kw = dict(eps=16 / 255, extractors=[toy], steps=10, momentum=1.0, diverse=False, psnr_floor=30.0, step_norm="l2")
-    package = create_method("feature-cloak", **kw).fit(data, data.labels).perturb(data.images, data.labels)
-    variant = VariantFeatureCloak(feature_dropout=0.0, **kw).fit(data, data.labels)
-    assert torch.equal(variant.perturb(data.images, data.labels), package)
     dropped = VariantFeatureCloak(feature_dropout=0.1, **kw).fit(data, data.labels)
     out = dropped.perturb(data.images, data.labels)
     assert (out - data.images).abs().max() <= 16 / 255 + 1e-6
@@ -81,7 +125,7 @@ def test_then_keeps_a_second_protection_whole_in_one_psnr_budget():
     # final 8-bit rounding may shrink a photo's whole delta by 0.97 once or twice to keep the floor (0.948 seen)
     share = ((out - data.images).flatten(1) * pattern).sum(1) / pattern.pow(2).sum(1)
     assert share.min() > 0.92, share
-    alone = create_method("feature-cloak", steps=10, **kw).load().perturb(data.images, data.labels)
+    alone = VariantFeatureCloak(steps=10, **kw).load().perturb(data.images, data.labels)
     assert kept > 0.3 and F.cosine_similarity((alone - data.images).flatten(1), pattern).abs().mean() < 0.1
     moved = lambda images: F.cosine_similarity(toy(images), toy(data.images)).mean()  # noqa: E731
     assert moved(out) < moved(then.perturb(data.images, data.labels)) - 0.05

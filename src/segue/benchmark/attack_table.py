@@ -85,11 +85,26 @@ def build_table(cfg: dict, results: list[dict]) -> dict:
     return table
 
 
+VISIBILITY_COLUMN = "visibility: HaarPSI / ΔE p95"
+
+
+def row_visibility(records: dict, row: str) -> str:
+    """The median HaarPSI / CIEDE2000 p95 of ``row``'s protected training set (``methods.json``), or "-"
+    where it was not measured (``segue benchmark GRID --visibility`` fills it in)."""
+    rec = records.get(row) or {}
+    if rec.get("haarpsi_median") is None:
+        return "1 / 0" if (rec.get("linf_max_255") == 0) else "-"
+    return f"{rec['haarpsi_median']:.3f} / {rec['delta_e_p95_median']:.2f}"
+
+
 def write_attack_table(cfg: dict, out: Path, results: list[dict]) -> str:
     """Write ``attacks.md`` / ``attacks.json`` / ``attacks.png``; returns the markdown."""
+    from segue.benchmark.results import read_methods
+
     spec = cfg["table"]
     imports = imported_rows(spec, results)
     table = build_table(cfg, results + imports)
+    records = read_methods(out)
     cols = list(spec["columns"])
     chance = results[0]["chance"] if results else None
     md = [f"# {spec.get('title', 'Attacks')}", "", spec.get("note", "").strip(), "",
@@ -98,9 +113,12 @@ def write_attack_table(cfg: dict, out: Path, results: list[dict]) -> str:
           "(final); embedding attackers: their one value; partial columns: the protected people's "
           f"photos only, at the epoch where the clean other people score best (final). [min-max] over seeds, n = seeds. "
           f"Chance = {'-' if chance is None else f'{100 * chance:.1f}'} %.", "",
-          "| protection | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+          "Visibility: median over the protected training photos (HaarPSI, 1 = identical; CIEDE2000 95th "
+          "percentile between the 3x3-blurred photos; the default generator's files are held to >= 0.85 / <= 7.0; "
+          "\"-\": not measured, `segue benchmark GRID --visibility METHOD` measures it).",
+          "", f"| protection | {VISIBILITY_COLUMN} | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
     for row, vals in table.items():
-        md.append(f"| {row} | " + " | ".join(fmt(vals[c]) for c in cols) + " |")
+        md.append(f"| {row} | {row_visibility(records, row)} | " + " | ".join(fmt(vals[c]) for c in cols) + " |")
     md += ["", "Columns: " + "; ".join(f"**{c}** = attacker `{s['victim']}`"
                                         + (f", countermeasure `{s['countermeasure']}`" if s.get("countermeasure") else "")
                                         + (f", method `{s['method']}`" if s.get("method") else "")
@@ -115,7 +133,8 @@ def write_attack_table(cfg: dict, out: Path, results: list[dict]) -> str:
     md.append("")
     text = "\n".join(md)
     (out / "attacks.md").write_text(text)
-    (out / "attacks.json").write_text(json.dumps({"columns": spec["columns"], "table": table}, indent=2) + "\n")
+    (out / "attacks.json").write_text(json.dumps({"columns": spec["columns"], "table": table,
+                                                        "visibility": {r: row_visibility(records, r) for r in table}}, indent=2) + "\n")
     try:
         plot(table, cols, chance, out / "attacks.png", spec.get("title", "Attacks"))
     except ImportError:

@@ -9,7 +9,7 @@ from pathlib import Path
 from segue.benchmark.config import cells_of, load_config
 from segue.benchmark.report import write_report
 from segue.benchmark.results import read_results
-from segue.benchmark.runner import parse_deadline, run_benchmark, select
+from segue.benchmark.runner import measure_visibility, parse_deadline, run_benchmark, select
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
@@ -21,6 +21,9 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         done = {r["cell"] for r in read_results(out)}
         for cell in select(cells_of(cfg), args.only):
             print(f"{'done   ' if cell.id in done else 'pending'} {cell.id}")
+        return 0
+    if args.visibility is not None:
+        print(json.dumps(measure_visibility(cfg, args.visibility or None, args.device), indent=1))
         return 0
     if args.report_only:
         print(write_report(cfg, out))
@@ -42,6 +45,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     b.add_argument("--wait-while-exists", metavar="FILE", help="before each cell, wait while FILE exists (a CPU lock)")
     b.add_argument("--list", action="store_true", help="list the cells and whether each is done, run nothing")
     b.add_argument("--report-only", action="store_true", help="rewrite table.md and curves.png from results.jsonl")
+    b.add_argument("--visibility", nargs="*", metavar="METHOD",
+                   help="only record the visibility (HaarPSI, CIEDE2000 p95) of these methods' protected sets "
+                        "(default: every non-partial method), generating those not cached; trains no victim")
     b.add_argument("--device", help="override the config's device (auto|cpu|cuda)")
     b.set_defaults(func=cmd_benchmark)
     return b

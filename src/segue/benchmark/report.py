@@ -30,6 +30,10 @@ def fmt_cell(agg: dict | None) -> str:
     spread = f" [{pct(agg['peak_min'])}-{pct(agg['peak_max'])}]" if agg["n"] > 1 else ""
     return f"{pct(agg['peak'])} ({pct(agg['final'])}){spread} n={agg['n']}"
 
+def _or_dash(value) -> str:
+    return "-" if value is None else str(value)
+
+
 def write_report(cfg: dict, out: Path) -> str:
     """``table.md`` (Table I / IV shaped) and ``curves.png`` from results.jsonl and methods.json."""
     rows = read_results(out)
@@ -69,14 +73,16 @@ def write_report(cfg: dict, out: Path) -> str:
             md.append("")
     if records:
         md += ["## Protected sets: image quality and generation time", "",
-               "| method | PSNR dB | SSIM | LPIPS | max L-inf /255 | fit s | perturb s | total s | device | notes |",
-               "|---|---|---|---|---|---|---|---|---|---|"]
+               "| method | PSNR dB | SSIM | HaarPSI | CIEDE2000 p95 | LPIPS | max L-inf /255 | fit s | perturb s | total s "
+               "| device | notes |",
+               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for m in method_order:
             rec = records.get(m)
             if not rec:
                 continue
             md.append(f"| {m} | {rec['psnr_mean'] if rec['psnr_mean'] is not None else '-'} | "
-                      f"{rec['ssim_mean'] if rec['ssim_mean'] is not None else '-'} | skipped | {rec['linf_max_255']} | "
+                      f"{rec['ssim_mean'] if rec['ssim_mean'] is not None else '-'} | {_or_dash(rec.get('haarpsi_median'))} | "
+                      f"{_or_dash(rec.get('delta_e_p95_median'))} | skipped | {rec['linf_max_255']} | "
                       f"{rec['fit_seconds']} | {rec['perturb_seconds']} | {rec['total_seconds']} | {rec['device']} | "
                       f"{method_note(rec)} |")
         md += ["", f"LPIPS: {LPIPS_NOTE}. Generation times are wall-clock on the device named; methods generated "

@@ -141,3 +141,20 @@ def run_benchmark(cfg: dict, only: list[str] | None = None, max_cells: int | Non
     write_report(cfg, out)
     pending = [c.id for c in cells if c.id not in done and c.id not in ran]
     return {"ran": ran, "skipped": skipped, "pending": pending}
+
+
+def measure_visibility(cfg: dict, methods: list[str] | None = None, device: str | None = None, log=None) -> dict:
+    """Record the visibility medians of each method's protected training set (``methods``: these labels,
+    default every method that is not a partial one) in ``methods.json``, generating the sets not cached,
+    and rewrite the report: the attack table's visibility column without training a victim again."""
+    from segue.runtime import resolve_device
+
+    log = log or (lambda msg: print(f"segue benchmark: {msg}", file=sys.stderr, flush=True))
+    out = Path(cfg["output"])
+    labels = methods or [m for m, spec in cfg["methods"].items() if "partial_of" not in spec]
+    train, _ = load_data(cfg)
+    sets = ProtectedSets(cfg, out, train, resolve_device(device or cfg.get("device", "auto")), now_iso(), log)
+    measured = {m: sets.measure(m) for m in labels}
+    write_report(cfg, out)
+    return {m: {k: r.get(k) for k in ("haarpsi_median", "delta_e_p95_median", "psnr_mean")} for m, r in measured.items()}
+

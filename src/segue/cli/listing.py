@@ -10,6 +10,11 @@ from segue.checkpoint import SHIPPED
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the local web app (needs the ``segue[serve]`` extra)."""
+    if args.protection:
+        from segue.cli.protect import use_protection
+
+        if not use_protection(args, "serve"):
+            return 2
     if (args.cloak or args.strength) and args.weights:
         raise ValueError("--cloak replaces the generator: not with --weights")
     try:
@@ -40,6 +45,7 @@ def load_registries() -> dict:
     import segue.methods  # noqa: F401
     import segue.models  # noqa: F401
     import segue.protect.presets  # noqa: F401
+    import segue.protections  # noqa: F401
     import segue.shipped  # noqa: F401
     from segue.registry import REGISTRIES
 
@@ -67,6 +73,11 @@ def cmd_list(args: argparse.Namespace) -> int:
                       f"CelebA234 validation people)  [{tags['visibility_results']}]")
                 print(f"  {'':<16} survives: {tags['survives']}")
                 print(f"  {'':<16} does not survive: {tags['fails']}  [{tags['results']}]")
+            if kind == "protections":
+                from segue.protections import describe
+
+                for line in describe(name):
+                    print(f"  {'':<16} {line}")
             if kind == "strengths":
                 tags = reg.tags(name)
                 print(f"  {'':<16} {tags['visibility'].upper() if tags['visibility'] == 'visible' else 'invisible'}: "
@@ -84,6 +95,8 @@ def add_parser(sub) -> None:
     v = sub.add_parser("serve", help="local web app: drop a photo, get it back protected")
     v.add_argument("--host", default="127.0.0.1")
     v.add_argument("--port", type=int, default=8000)
+    v.add_argument("--protection", metavar="NAME",
+                   help="a protection by name (segue list protections): a shipped generator or a cloak strength")
     v.add_argument("--weights", help=f"generator .safetensors or a shipped name: {', '.join(SHIPPED)}")
     v.add_argument("--cloak", action="store_true",
                    help="the per-photo cloak of segue protect --cloak instead of a generator: against pretrained face "

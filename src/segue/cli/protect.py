@@ -9,6 +9,26 @@ from pathlib import Path
 from segue.runtime import resolve_device
 
 
+def use_protection(args: argparse.Namespace, command: str = "protect") -> bool:
+    """Turn ``--protection NAME`` into ``--weights NAME`` or ``--strength NAME`` (one registry,
+    :mod:`segue.protections`); False (and a one-line error) if it clashes or is unknown."""
+    from segue.protections import PROTECTIONS
+
+    if args.weights or args.strength or args.cloak:
+        print(f"segue {command}: --protection names the protection: not with --weights, --strength or --cloak",
+              file=sys.stderr)
+        return False
+    if args.protection not in PROTECTIONS:
+        print(f"segue {command}: unknown protection {args.protection!r}; known: {', '.join(PROTECTIONS.list())}",
+              file=sys.stderr)
+        return False
+    if PROTECTIONS.tags(args.protection)["kind"] == "cloak":
+        args.strength = args.protection
+    else:
+        args.weights = args.protection
+    return True
+
+
 def cmd_protect(args: argparse.Namespace) -> int:
     """Protect a folder with a trained (or the shipped) generator.
 
@@ -17,6 +37,8 @@ def cmd_protect(args: argparse.Namespace) -> int:
     """
     from segue.protect import ProtectOptions
 
+    if args.protection and not use_protection(args):
+        return 2
     opts = ProtectOptions(label=args.label, output_format=args.format, batch_size=args.batch_size,
                           workers=args.workers, overwrite=args.overwrite, quality=args.quality,
                           work_size=0 if args.native_size else None,
@@ -76,6 +98,10 @@ def add_parser(sub) -> None:
     r.add_argument("input", help="input folder (never modified): each subfolder is one person, the files directly "
                    "in it one more (a flat folder is one person, label 0)")
     r.add_argument("-o", "--output", required=True, help="output folder (mirrors IN)")
+    r.add_argument("--protection", metavar="NAME",
+                   help="a protection by name (segue list protections: what each stops, how visible it is, what it "
+                        "costs): a shipped generator (default, robust, robust_rem, ...) or a cloak strength (low, "
+                        "medium, high, visible); the same as --weights NAME or --strength NAME")
     r.add_argument("--weights", help="generator .safetensors, or a shipped one: 'default' (the paper's recipe), 'robust' "
                    "(survives JPEG/resizing/blur) or 'robust_rem' (also adversarial training and JPEG q10, "
                    "L-inf up to 18/255 at PSNR >= 30.2 dB); see README")

@@ -72,8 +72,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         labels = side.assign(data.images, data.labels)
     print(f"segue train: {len(data)} images, {side.num_classes} side labels ({side.name}), {cfg.image_size}px, "
           f"device {device}", file=sys.stderr)
-    provenance = {"train_data": str(Path(args.data).resolve()), "classes": data.classes, "side_info": side.name,
-                  **extra}
+    named = ":" in str(args.data)  # a shared set's name (celeba234:train), not a folder
+    provenance = {"train_data": args.data if named else str(Path(args.data).resolve()), "classes": data.classes,
+                  "side_info": side.name, **extra}
     return train_and_save(train_generator, data, labels, side.num_classes, cfg, device, out, provenance)
 
 

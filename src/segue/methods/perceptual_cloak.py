@@ -90,7 +90,7 @@ class PerceptualCloak(FeatureCloak):
                  chroma: float = 1.0, texture: bool = False, batch: int = 16, reference="default",
                  step_rms: float = 0.004):
         super().__init__(eps=eps, seed=seed, device=device, extractors=extractors, steps=steps, momentum=momentum,
-                         diverse=True, affine_diversity=affine_diversity, away=1.0, decoy="none", batch=batch)
+                         affine_diversity=affine_diversity, psnr_floor=0.0, step_norm="sign", batch=batch)
         self.haarpsi_margin, self.delta_e_margin = float(haarpsi_margin), float(delta_e_margin)
         self.chroma, self.texture, self.step_rms = float(chroma), bool(texture), float(step_rms)
         self.reference = reference
@@ -143,7 +143,7 @@ class PerceptualCloak(FeatureCloak):
         delta = torch.zeros_like(x, requires_grad=True)
         g = torch.zeros_like(x)
         for _ in range(self.steps):
-            inp = self.diversity((x + delta).clamp(0, 1))
+            inp = self.step_input((x + delta).clamp(0, 1))
             (grad,) = torch.autograd.grad(self.objective(inp, clean, targets), delta)
             g = self.momentum * g + grad / grad.abs().mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
             with torch.no_grad():

@@ -23,8 +23,8 @@ from segue.visibility import VISIBLE, VisibilityBudget
 #: input diversity with a small affine warp, L2 steps under a 30 dB PSNR floor inside 16/255, and
 #: only the "away from this photo's own embedding" term - no decoy, so each photo is protected on
 #: its own, with no pool of other people's photos to ship. Chosen on ORL people 0-19.
-CLOAK_SETTINGS = dict(eps=16 / 255, extractors=("facenet-torch",), steps=20, momentum=1.0, diverse=True,
-                      affine_diversity=True, away=1.0, psnr_floor=30.0, step_norm="l2", decoy="none")
+CLOAK_SETTINGS = dict(eps=16 / 255, extractors=("facenet-torch",), steps=20, momentum=1.0,
+                      affine_diversity=True, psnr_floor=30.0, step_norm="l2")
 
 
 def create_cloak(device: str | torch.device = "cpu", seed: int = 0, **overrides) -> FeatureCloak:
