@@ -5,8 +5,8 @@ Two kinds sit behind one name space, so the CLI (``segue protect --protection NA
 protections`` speak of the same things:
 
 * ``generator`` - a shipped Segue generator (:mod:`segue.shipped`, ``--weights NAME``): one forward
-  pass a photo; it stops a network trained from scratch on the protected photos, not a pretrained
-  face recogniser.
+  pass a photo; it stops a network trained from scratch on the protected photos of the people it
+  was trained on - not people it never saw, and not a pretrained face recogniser.
 * ``cloak`` - a cloak strength (:mod:`segue.protect.presets`, ``--strength NAME``): per-photo PGD
   on FaceNet, about a second a face; it works against pretrained recognisers, not against a
   network trained from scratch.
