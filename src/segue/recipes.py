@@ -91,17 +91,10 @@ def stage_config(stage: Stage, init: str | None, tiny: bool = False, time_budget
     return cfg
 
 
-def default_data(recipe: dict) -> str | Path:
-    """The recipe's training data: ``webface10:SUBDIR`` is under ``segue.data.webface10_root()``;
-    ``celeba234:SPLIT`` stays a name (``segue train`` reads that split's people)."""
-    spec = str(recipe.get("data", "webface10:train_clean"))
-    if spec.startswith("celeba234:"):  # one split's people, read by segue.data.load_photos
-        return spec
-    if spec.startswith("webface10:"):
-        from segue.data import webface10_root
-
-        return webface10_root() / spec.split(":", 1)[1]
-    return Path(spec)
+def default_data(recipe: dict) -> str:
+    """The recipe's training data: a shared set's name (``webface10:SUBDIR``, ``celeba234:SPLIT``) or a
+    folder, as ``segue train`` reads it (:func:`segue.data.load_photos`)."""
+    return str(recipe.get("data", "webface10:train_clean"))
 
 
 def _same_run(results_file: Path, cfg: dict) -> bool:

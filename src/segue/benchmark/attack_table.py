@@ -93,7 +93,7 @@ def row_visibility(records: dict, row: str) -> str:
     where it was not measured (``segue benchmark GRID --visibility`` fills it in)."""
     rec = records.get(row) or {}
     if rec.get("haarpsi_median") is None:
-        return "1 / 0" if (rec.get("linf_max_255") == 0) else "-"
+        return "-"
     return f"{rec['haarpsi_median']:.3f} / {rec['delta_e_p95_median']:.2f}"
 
 
