@@ -51,21 +51,41 @@ def first_per_person(data: FaceSet, n: int | None) -> FaceSet:
     return data.subset([i for c in range(len(data.classes)) for i in (data.labels == c).nonzero().flatten().tolist()[:n]])
 
 
-def load_data(name: str, train_per_person: int | None = None) -> tuple[FaceSet, FaceSet]:
+def load_data(name: str, train_per_person: int | None = None, size: int = 112) -> tuple[FaceSet, FaceSet]:
     if name == "orl20":
-        return load_orl(size=112, train_per_class=8, num_classes=20)
+        return load_orl(size=size, train_per_class=8, num_classes=20)
     if name == "celeba234-test":
-        train, test = load_celeba234("test", size=112)
+        train, test = load_celeba234("test", size=size)
         return first_per_person(train, train_per_person), test
     if name == "webface10":
         root = webface10_root()
-        train = load_image_folder(root / "train_clean", 112)
-        return first_per_person(train, train_per_person or 16), load_image_folder(root / "test_clean", 112)
+        train = load_image_folder(root / "train_clean", size)
+        return first_per_person(train, train_per_person or 16), load_image_folder(root / "test_clean", size)
     raise ValueError(f"unknown data {name!r}")
 
 
+def at_work_size(fn, size: int):
+    """``fn`` as ``segue protect`` runs a protection at a work size: each photo resized (8-bit, antialiased)
+    to ``size``, protected there, and its delta resized back onto the photo (bilinear)."""
+    def run(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2:] == (size, size):
+            return fn(x, y)
+        small = (F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+                 .clamp(0, 1) * 255).round() / 255
+        delta = F.interpolate(fn(small, y) - small, size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)
+        return quantise(x, delta, 1.0)
+    return run
+
+
 def protection(name: str, train: FaceSet):
-    """name -> callable(images, labels) -> protected 8-bit images, and a one-line description."""
+    """name -> callable(images, labels) -> protected 8-bit images, and a one-line description.
+
+    ``NAME@SIZE`` runs protection NAME at work size SIZE and resizes its delta onto the photo
+    (:func:`at_work_size`); without it every protection but the generators works at the photos' size."""
+    if "@" in name:
+        base, size = name.rsplit("@", 1)
+        fn, desc = protection(base, train)
+        return at_work_size(fn, int(size)), f"{desc}, at {size} px and resized onto the photo"
     if name == "default":
         from segue.checkpoint import load_generator
         from segue.protect import protect_images
@@ -102,8 +122,9 @@ def protection(name: str, train: FaceSet):
         for part in name.split(":", 1)[1].split(",") if ":" in name else []:
             k, v = part.split("=")
             kw[k] = v.lower() == "true" if v.lower() in ("true", "false") else float(v)
-        if "steps" in kw:
-            kw["steps"] = int(kw["steps"])
+        for k in ("steps", "viewing_scales"):
+            if k in kw:
+                kw[k] = int(kw[k])
         c = PerceptualCloak(**kw).load()
         return c.perturb, f"PerceptualCloak {kw}"
     raise ValueError(f"unknown protection {name!r}")
@@ -143,10 +164,11 @@ def main() -> None:
     ap.add_argument("--data", default="orl20", choices=["orl20", "celeba234-test", "webface10"])
     ap.add_argument("--protections", nargs="+", default=["clean", "default", "noise", "cloak"])
     ap.add_argument("--train-per-person", type=int, help="each person's first N training photos (all; WebFace10: 16)")
+    ap.add_argument("--size", type=int, default=112, help="photo side in px (112; WebFace10's native size is 224)")
     ap.add_argument("--name", default=None)
     args = ap.parse_args()
     warnings.simplefilter("ignore", UserWarning)
-    train, test = load_data(args.data, args.train_per_person)
+    train, test = load_data(args.data, args.train_per_person, args.size)
     extractors = sorted({e for e, _ in ATTACKERS.values()})
     caches = {e: EmbeddingCache(e) for e in extractors}
     emb = {e: {"clean": caches[e].embed(train.images), "test": caches[e].embed(test.images)} for e in extractors}
@@ -173,10 +195,11 @@ def main() -> None:
         print(name, row, file=sys.stderr, flush=True)
     name = args.name or f"cloak_frontier_{args.data}"
     lines = [f"# Visibility against protection ({args.data})", "",
-             f"`python benchmarks/cloak_frontier.py --data {args.data} --protections {' '.join(args.protections)}`"
+             f"`python benchmarks/cloak_frontier.py --data {args.data} --protections {' '.join(args.protections)}"
              f"{f' --train-per-person {args.train_per_person}' if args.train_per_person else ''}"
-             f"{' --name ' + args.name if args.name else ''}", "",
-             f"{len(train.classes)} people, {len(train.images)} training / {len(test.images)} clean test photos, 112 px, 2-core CPU. "
+             f"{f' --size {args.size}' if args.size != 112 else ''}{' --name ' + args.name if args.name else ''}`", "",
+             f"{len(train.classes)} people, {len(train.images)} training / {len(test.images)} clean test photos, {args.size} px, "
+             "2-core CPU. "
              "Accuracy % on the clean test photos of attackers fitted on the protected training photos: everyone protected / "
              "each person alone among clean others (mean; people above 25 % alone in brackets); after = the attacker "
              "re-encodes the protected photos as JPEG q75 and halves them first. Visibility: median per photo (1 = identical / 0).", "",
@@ -193,7 +216,7 @@ def main() -> None:
                      f"| {cell(a['dlib-knn'])} | {cell(a['facenet-linear'])} | {cell(b['dlib-linear'])} | {cell(b['dlib-knn'])} "
                      f"| {r['seconds_per_photo']} |")
     lines += ["", "Rows: " + "; ".join(f"`{n}`: {r['description']}" for n, r in rows.items())]
-    write_results(name, {"data": args.data, "protections": args.protections, "rows": rows}, "\n".join(lines) + "\n")
+    write_results(name, {"data": args.data, "size": args.size, "protections": args.protections, "rows": rows}, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -86,14 +86,15 @@ def protect_all(work: Path, protections: list[str]) -> dict[str, dict]:
     """protection -> report rows by photo name, outputs under ``work/<protection>``."""
     rows: dict[str, dict] = {}
     for name in protections:
-        if name in ("low", "medium", "high", "visible"):  # the cloak's strengths (segue.protect.presets)
+        base, native = name.removesuffix("-native"), name.endswith("-native")  # NAME-native: --native-size
+        if base in ("low", "medium", "high", "visible"):  # the cloak's strengths (segue.protect.presets)
             from segue.protect.presets import create_cloaker
 
-            protection, side = create_cloaker(name), None
+            protection, side = create_cloaker(base, native_size=native), None
         else:
-            protection, side = load_protector(name, "cpu")
+            protection, side = load_protector(base, "cpu")
         opts = ProtectOptions(output_format="png", visibility_every=1, visibility_budget=UNLIMITED, side_info=side,
-                              workers=1, ssim_every=1)
+                              workers=1, ssim_every=1, work_size=0 if native else None)
         report = protect_folder(protection, work / "in", work / name, opts, progress=False)
         rows[name] = {r["input"].split("/")[0]: r for r in report["files"]}
     return rows
@@ -145,7 +146,8 @@ def rgb(path: Path) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--protections", nargs="+", default=["default", "robust", "robust_rem", "low", "medium", "high", "visible"])
+    ap.add_argument("--protections", nargs="+", default=["default", "robust", "robust_rem", "low", "medium", "high", "visible"],
+                    help="shipped protections; NAME-native: a cloak strength at each face's own size (not shipped)")
     ap.add_argument("--docs", type=Path, default=DOCS, help="where gallery.md and gallery/ are written (default: docs/)")
     ap.add_argument("--orl-only", action="store_true", help="only the ORL photos (no shared data sets)")
     args = ap.parse_args()

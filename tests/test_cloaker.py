@@ -118,3 +118,55 @@ def test_cloak_replaces_the_generator(tmp_path, capsys):
     (tmp_path / "in").mkdir()
     assert main(["protect", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--cloak", "--weights", "robust"]) == 2
     assert "--cloak replaces the generator" in capsys.readouterr().err
+
+
+def test_native_size_cloaks_a_large_face_at_the_capped_side():
+    """``image_size=0``: each face at its own size, a larger one at ``max_side`` and its delta resized onto it."""
+    from segue.methods.perceptual_cloak import PerceptualCloak
+    from segue.protect.cloaker import Cloaker
+    from test_perceptual_cloak import TinyEmbedding
+
+    seen = []
+    method = PerceptualCloak(extractors=[TinyEmbedding()], steps=2).load()
+    perturb = method.perturb
+    method.perturb = lambda x, y: seen.append(tuple(x.shape[-2:])) or perturb(x, y)
+    cloaker = Cloaker(method, image_size=0, max_side=64)
+    for h, w in ((48, 40), (128, 96)):
+        delta = cloaker(torch.rand(1, 3, h, w), torch.zeros(1, dtype=torch.long))
+        assert delta.shape[-2:] == (h, w) and delta.abs().max() <= 16 / 255 + 1e-6
+    assert seen == [(48, 40), (64, 48)]
+    assert cloaker.describe()["image_size"] == "native"
+
+
+@needs_facenet
+def test_native_size_keeps_the_pattern_fine_on_a_224_px_face(orl_folder, tmp_path):
+    """At 224 px the 112-px cloak's delta is a 2x-upsampled pattern; at native size it is not, and the
+    file stays within the generator's visibility (by the numbers: docs/attacks.md shows what they miss)."""
+    from segue.protect import ProtectOptions, protect_folder
+    from segue.protect.presets import create_cloaker
+    from segue.visibility import GENERATOR_VISIBILITY
+
+    big = tmp_path / "big" / "p0"
+    big.mkdir(parents=True)
+    src = sorted(orl_folder.rglob("*.png"))[0]
+    Image.open(src).resize((224, 224), Image.BICUBIC).save(big / "face.png")
+    fine = {}
+    for native in (False, True):
+        out = tmp_path / ("native" if native else "at112")
+        opts = ProtectOptions(workers=1, visibility_every=1, work_size=0 if native else None)
+        report = protect_folder(create_cloaker("low", native_size=native), big.parent, out, opts, progress=False)
+        assert report["protection"]["image_size"] == ("native" if native else 112)
+        [row] = report["files"]
+        assert row["status"] == "protected" and GENERATOR_VISIBILITY.violations(row["visibility"]) == [], row
+        delta = read(out / "p0" / "face.png") - read(big / "face.png")
+        coarse = torch.nn.functional.interpolate(torch.nn.functional.avg_pool2d(delta, 2), scale_factor=2, mode="bilinear")
+        fine[native] = float((delta - coarse).pow(2).mean() / delta.pow(2).mean())  # share of the finest scale
+    assert fine[True] > 1.5 * fine[False], fine
+
+
+def test_the_cli_refuses_the_cloak_at_native_size(tmp_path, capsys):
+    from segue.cli import main
+
+    (tmp_path / "in").mkdir()
+    assert main(["protect", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--cloak", "--native-size"]) == 2
+    assert "visible" in capsys.readouterr().err

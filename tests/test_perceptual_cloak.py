@@ -7,7 +7,7 @@ from torch import nn
 
 from segue.checkpoint import load_generator
 from segue.methods.base import quantise
-from segue.methods.perceptual_cloak import PerceptualCloak, local_contrast
+from segue.methods.perceptual_cloak import PerceptualCloak, local_contrast, shipped_protect
 from segue.visibility import visibility_terms
 
 
@@ -32,7 +32,7 @@ def faces(n: int = 3, size: int = 48) -> torch.Tensor:
 def test_each_photo_stays_within_the_generators_visibility_and_margins_buy_change():
     x, labels = faces(), torch.zeros(3, dtype=torch.long)
     reference = load_generator("default")[0]
-    h_ref, _, d_ref = visibility_terms(x, quantise(x, reference.protect(x, labels) - x, 1.0))
+    h_ref, _, d_ref = visibility_terms(x, quantise(x, shipped_protect(reference, x, labels) - x, 1.0))
     changes = []
     for margin in (0.0, 0.1):
         cloak = PerceptualCloak(extractors=[TinyEmbedding()], steps=6, haarpsi_margin=margin, delta_e_margin=10 * margin,
@@ -50,3 +50,33 @@ def test_local_contrast_is_low_on_flat_skin_and_high_on_edges():
     x[..., 16:] = 0.2  # an edge down the middle
     mask = local_contrast(x)
     assert float(mask[..., 4, 4]) == 0.25 and float(mask[..., 4, 16]) == 1.0
+
+
+def test_the_bar_is_the_generator_as_shipped_on_a_photo_of_another_size():
+    """On a 224-px photo the bar is what `segue protect` writes with the default generator: its delta
+    made at 112 px and resized onto the photo, not the generator run at 224 px."""
+    from segue.protect.delta import perturb
+
+    x, labels = faces(2, 224), torch.zeros(2, dtype=torch.long)
+    reference = load_generator("default")[0]
+    with torch.inference_mode():
+        shipped = torch.stack(perturb(reference, list(x), labels, 112))
+        ours = shipped_protect(reference, x, labels)
+        native = reference.protect(x, labels)
+    assert (ours - shipped).abs().max() <= 1.5 / 255  # 8-bit resizing in the pipeline
+    assert (native - shipped).abs().max() > 4 / 255
+
+
+def test_a_large_photo_reaches_the_surrogate_downsampled_to_its_input_size():
+    seen = []
+
+    class Recording(TinyEmbedding):
+        def forward(self, x):
+            seen.append(tuple(x.shape[-2:]))
+            return super().forward(x)
+
+    for size in (112, 224):
+        seen.clear()
+        cloak = PerceptualCloak(extractors=[Recording()], steps=2, affine_diversity=False).load()
+        out = cloak.perturb(faces(2, size), torch.zeros(2, dtype=torch.long))
+        assert out.shape[-1] == size and set(seen) == {(min(size, 160),) * 2}, seen

@@ -53,8 +53,8 @@ def cmd_protect(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     args.cloak = args.cloak or args.strength is not None
     if args.cloak and (args.weights or args.engine == "ray" or args.native_size):
-        print("segue protect: --cloak replaces the generator: not with --weights, --engine ray or --native-size",
-              file=sys.stderr)
+        print("segue protect: --cloak replaces the generator: not with --weights, --engine ray or --native-size "
+              "(at a face's own size the cloak's change is visible: docs/attacks.md)", file=sys.stderr)
         return 2
     try:
         if args.engine == "ray":

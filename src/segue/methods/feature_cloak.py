@@ -29,6 +29,17 @@ DIVERSITY = DistortionConfig(pgd_steps=0, blur_kernel=0, sharpness=1.0, hflip_p=
 #: :data:`DIVERSITY` after a random affine warp (``affine_diversity``): the face also placed a little
 #: differently, as a recogniser that aligns faces itself (dlib's 5-point alignment) places it.
 AFFINE_DIVERSITY = dataclasses.replace(DIVERSITY, affine_p=0.7)
+#: The side of the surrogate's input (FaceNet's 160 px). A photo cloaked at a larger size is
+#: downsampled to it with antialiasing before the extractors, as a recogniser downsamples a large face;
+#: without it FaceNet's own bilinear resize reads only a sparse grid of the photo's pixels.
+SURROGATE_SIDE = 160
+
+
+def surrogate_view(x: torch.Tensor) -> torch.Tensor:
+    """``x`` as the extractors see it: downsampled (antialiased) to :data:`SURROGATE_SIDE` when larger."""
+    if max(x.shape[-2:]) <= SURROGATE_SIDE:
+        return x
+    return F.interpolate(x, size=(SURROGATE_SIDE, SURROGATE_SIDE), mode="bilinear", antialias=True, align_corners=False)
 
 
 class FeatureCloak(NoiseMethod):
@@ -110,7 +121,7 @@ class FeatureCloak(NoiseMethod):
 
     def step_input(self, x: torch.Tensor) -> torch.Tensor:
         """What the extractors see in a step: the photo after the input diversity's random draws."""
-        return self.diversity(x)
+        return surrogate_view(self.diversity(x))
 
     def smooth(self, grad: torch.Tensor) -> torch.Tensor:
         """The gradient before it becomes a step (unchanged here; TI smooths it in the variants)."""
@@ -125,7 +136,7 @@ class FeatureCloak(NoiseMethod):
         its photos; experiments/person_cloak.py); it is not kept inside [0,1] per photo, the photos are
         clipped where they enter the extractors and when they are rounded."""
         with torch.no_grad():
-            clean = [m(x) for m in self.models]
+            clean = [m(surrogate_view(x)) for m in self.models]
         delta = (torch.zeros_like(x) if start is None else start.clone()).requires_grad_(True)
         g = torch.zeros_like(delta)
         # a float, not an (N,) tensor, without a radius: float32 tensors round differently, and the

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from segue.methods.base import quantise
-from segue.methods.feature_cloak import FeatureCloak
-from segue.visibility import visibility_terms
+from segue.methods.feature_cloak import FeatureCloak, surrogate_view
+from segue.visibility import MIN_SIDE, visibility_terms
 
 BISECTION_STEPS = 5  # the scale found to 1/32 of the step's delta
 
@@ -50,6 +50,17 @@ def local_contrast(x: torch.Tensor, size: int = 5, floor: float = 0.25) -> torch
     return (std / top).clamp(floor, 1.0)
 
 
+def shipped_protect(generator, x: torch.Tensor, side_labels: torch.Tensor) -> torch.Tensor:
+    """``x`` protected by ``generator`` as ``segue protect`` ships it: at the generator's own size, its
+    delta resized onto ``x`` (bilinear) - on a face larger than that size, the pattern a user gets."""
+    size = getattr(generator.config, "image_size", None)
+    if not size or x.shape[-2:] == (size, size):
+        return generator.protect(x, side_labels)
+    small = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    delta = F.interpolate(generator(small, side_labels), size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)
+    return (x + delta.clamp(-generator.eps, generator.eps)).clamp(0, 1)
+
+
 class PerceptualCloak(FeatureCloak):
     """FaceNet-surrogate PGD away from each photo's own embedding, within the generator's visibility.
 
@@ -62,6 +73,9 @@ class PerceptualCloak(FeatureCloak):
         steps, momentum, affine_diversity, seed, device, extractors, batch: as :class:`FeatureCloak`
             (the shipped cloak's: 20 steps, MI 1.0, input diversity with a small warp, FaceNet).
         reference: the generator whose visibility is the bar (a loaded one, or a shipped name).
+        viewing_scales: at how many scales the bar holds: 1, the photo as written; 2, also at half its
+            size (2x2 averages: the photo seen smaller or from further away, where a fine pattern such
+            as the generator's averages away and shading that follows the face does not).
 
     Shape:
         ``perturb(images (N,3,H,W) in [0,1], side_labels (N,))`` -> ``(N,3,H,W)``, 8-bit.
@@ -88,18 +102,19 @@ class PerceptualCloak(FeatureCloak):
                  extractors: tuple | list = ("facenet-torch",), steps: int = 20, momentum: float = 1.0,
                  affine_diversity: bool = True, haarpsi_margin: float = 0.0, delta_e_margin: float = 0.0,
                  chroma: float = 1.0, texture: bool = False, batch: int = 16, reference="default",
-                 step_rms: float = 0.004):
+                 step_rms: float = 0.004, viewing_scales: int = 1):
         super().__init__(eps=eps, seed=seed, device=device, extractors=extractors, steps=steps, momentum=momentum,
                          affine_diversity=affine_diversity, psnr_floor=0.0, step_norm="sign", batch=batch)
         self.haarpsi_margin, self.delta_e_margin = float(haarpsi_margin), float(delta_e_margin)
         self.chroma, self.texture, self.step_rms = float(chroma), bool(texture), float(step_rms)
-        self.reference = reference
+        self.reference, self.viewing_scales = reference, int(viewing_scales)
         self._reference_model = None
 
     def config(self) -> dict:
         return {**super().config(), "haarpsi_margin": self.haarpsi_margin, "delta_e_margin": self.delta_e_margin,
                 "chroma": self.chroma, "texture": self.texture, "step_rms": self.step_rms,
-                "reference": self.reference if isinstance(self.reference, str) else "generator"}
+                "reference": self.reference if isinstance(self.reference, str) else "generator",
+                "viewing_scales": self.viewing_scales}
 
     @property
     def reference_model(self):
@@ -112,19 +127,31 @@ class PerceptualCloak(FeatureCloak):
                 self._reference_model = self.reference.eval()
         return self._reference_model
 
+    def terms(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(N,S)`` HaarPSI and CIEDE2000 p95 of each pair at each of the :attr:`viewing_scales`."""
+        hs, ds = [], []
+        for k in range(self.viewing_scales):
+            if k and min(x.shape[-2:]) // 2**k < MIN_SIDE:
+                break
+            xs, ys = (x, y) if k == 0 else (F.avg_pool2d(x, 2**k), F.avg_pool2d(y, 2**k))
+            h, _, d = visibility_terms(xs, ys)
+            hs.append(h)
+            ds.append(d)
+        return torch.stack(hs, 1), torch.stack(ds, 1)
+
     @torch.no_grad()
     def targets_for(self, x: torch.Tensor, side_labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Each photo's bar: the reference generator's HaarPSI and CIEDE2000 p95 on it, less the margins."""
-        ref = self.reference_model.protect(x, side_labels.to(x.device))
-        h, _, d = visibility_terms(x, quantise(x, ref - x, 1.0))
+        ref = shipped_protect(self.reference_model, x, side_labels.to(x.device))
+        h, d = self.terms(x, quantise(x, ref - x, 1.0))
         return h - self.haarpsi_margin, d + self.delta_e_margin
 
     @torch.no_grad()
     def project(self, x: torch.Tensor, delta: torch.Tensor, h_min: torch.Tensor, d_max: torch.Tensor) -> torch.Tensor:
         """``delta`` scaled by the largest factor in [0, 1] that keeps each photo within its bar."""
         def within(idx: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-            h, _, d = visibility_terms(x[idx], (x[idx] + scale[:, None, None, None] * delta[idx]).clamp(0, 1))
-            return (h >= h_min[idx]) & (d <= d_max[idx])
+            h, d = self.terms(x[idx], (x[idx] + scale[:, None, None, None] * delta[idx]).clamp(0, 1))
+            return ((h >= h_min[idx]) & (d <= d_max[idx])).all(1)
 
         return delta * largest_scale(within, len(x))[:, None, None, None].to(delta)
 
@@ -139,7 +166,7 @@ class PerceptualCloak(FeatureCloak):
         h_min, d_max = self.targets_for(x, labels)
         mask = local_contrast(x) if self.texture else None
         with torch.no_grad():
-            clean = [m(x) for m in self.models]
+            clean = [m(surrogate_view(x)) for m in self.models]
         delta = torch.zeros_like(x, requires_grad=True)
         g = torch.zeros_like(x)
         for _ in range(self.steps):
@@ -164,8 +191,8 @@ class PerceptualCloak(FeatureCloak):
         h_min, d_max = self._bar
         out = quantise(x, delta, self.eps)
         for _ in range(10):
-            h, _, d = visibility_terms(x, out)
-            over = (h < h_min) | (d > d_max)
+            h, d = self.terms(x, out)
+            over = ((h < h_min) | (d > d_max)).any(1)
             if not over.any():
                 break
             delta = torch.where(over[:, None, None, None], 0.9 * delta, delta)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from segue.methods.feature_cloak import FeatureCloak
@@ -32,6 +33,12 @@ def create_cloak(device: str | torch.device = "cpu", seed: int = 0, **overrides)
     return FeatureCloak(**{**CLOAK_SETTINGS, **overrides}, seed=seed, device=device).load()
 
 
+#: ``image_size=0`` (``segue protect --native-size``): the largest side a face is cloaked at. A larger
+#: face is cloaked at this side and its delta resized onto it: the visibility projection's cost grows
+#: with the pixels, FaceNet's input stays 160 px.
+NATIVE_MAX_SIDE = 256
+
+
 @dataclass
 class CloakerConfig:
     """What the protect pipeline reads from a generator's config: the size it works at."""
@@ -44,8 +51,10 @@ class Cloaker(nn.Module):
 
     Args:
         method: a loaded :class:`FeatureCloak` (default: :data:`CLOAK_SETTINGS`, seed 0, on ``device``).
-        image_size: the size each face is cloaked at (112: where it was measured).
+        image_size: the size each face is cloaked at (112: where it was measured; 0: the face's own
+            size up to ``max_side``, so the pattern does not grow with the face).
         device: where FaceNet runs.
+        max_side: with ``image_size=0``, the largest side cloaked at (:data:`NATIVE_MAX_SIDE`).
 
     Shape:
         ``forward(x (N,3,H,W) in [0,1], side_labels (N,))`` -> ``delta`` ``(N,3,H,W)``, ``x + delta``
@@ -66,7 +75,7 @@ class Cloaker(nn.Module):
     visibility_every = 1
 
     def __init__(self, method: FeatureCloak | None = None, image_size: int = 112, device: str | torch.device = "cpu",
-                 visibility_budget: VisibilityBudget = VISIBLE):
+                 visibility_budget: VisibilityBudget = VISIBLE, max_side: int = NATIVE_MAX_SIDE):
         super().__init__()
         #: what every written file is held to: ``VISIBLE`` for the first-shipped cloak (HaarPSI ~0.81 against
         #: the generator's ~0.97 on the same photos, docs/gallery.md); a strength's own (segue.protect.presets)
@@ -75,14 +84,21 @@ class Cloaker(nn.Module):
         if not self.method.models:
             raise ValueError("load or fit the FeatureCloak first")
         self.extractors = nn.ModuleList(self.method.models)  # parameters(): the device the pipeline sends photos to
-        self.eps, self.config = self.method.eps, CloakerConfig(image_size)
+        self.eps, self.config, self.max_side = self.method.eps, CloakerConfig(image_size), int(max_side)
 
     def forward(self, x: torch.Tensor, side_labels: torch.Tensor) -> torch.Tensor:
         # The pipeline runs under inference mode; PGD needs gradients, and a clone of an inference
         # tensor made outside it is an ordinary one.
         with torch.inference_mode(False), torch.enable_grad():
             x = x.clone()
-            return self.method.perturb(x, side_labels).to(x.device) - x
+            h, w = x.shape[-2:]
+            if max(h, w) <= self.max_side:
+                return self.method.perturb(x, side_labels).to(x.device) - x
+            f = self.max_side / max(h, w)
+            small = F.interpolate(x, size=(round(h * f), round(w * f)), mode="bilinear", antialias=True,
+                                  align_corners=False).clamp(0, 1).mul(255).round().div(255)
+            delta = self.method.perturb(small, side_labels).to(x.device) - small
+            return F.interpolate(delta, size=(h, w), mode="bilinear", align_corners=False)
 
     def protect(self, x: torch.Tensor, side_labels: torch.Tensor) -> torch.Tensor:
         """Cloaked image (8-bit values), as :meth:`segue.generator.Generator.protect`."""
@@ -90,4 +106,6 @@ class Cloaker(nn.Module):
 
     def describe(self) -> dict:
         """The settings, for ``report.json``."""
-        return {"method": "cloak", **self.method.config(), "visibility_budget": self.visibility_budget.to_dict()}
+        size = {"image_size": self.config.image_size} if self.config.image_size else {"image_size": "native",
+                                                                                     "max_side": self.max_side}
+        return {"method": "cloak", **self.method.config(), **size, "visibility_budget": self.visibility_budget.to_dict()}

@@ -105,10 +105,13 @@ def create_preset(name: str, device: str | torch.device = "cpu", seed: int = 0):
     return STRENGTHS.create(name, device=device, seed=seed)
 
 
-def create_cloaker(strength: str = DEFAULT_STRENGTH, device: str | torch.device = "cpu", seed: int = 0):
-    """A :class:`segue.protect.cloaker.Cloaker` of ``strength``, held to that strength's visibility budget."""
+def create_cloaker(strength: str = DEFAULT_STRENGTH, device: str | torch.device = "cpu", seed: int = 0,
+                   native_size: bool = False):
+    """A :class:`segue.protect.cloaker.Cloaker` of ``strength``, held to that strength's visibility budget;
+    ``native_size``: each face cloaked at its own size (up to ``NATIVE_MAX_SIDE``), not at 112 px."""
     from segue.protect.cloaker import Cloaker
 
-    cloaker = Cloaker(create_preset(strength, device, seed), device=device, visibility_budget=strength_budget(strength))
+    cloaker = Cloaker(create_preset(strength, device, seed), image_size=0 if native_size else 112, device=device,
+                      visibility_budget=strength_budget(strength))
     cloaker.strength = strength
     return cloaker
