@@ -33,9 +33,10 @@ def create_cloak(device: str | torch.device = "cpu", seed: int = 0, **overrides)
     return FeatureCloak(**{**CLOAK_SETTINGS, **overrides}, seed=seed, device=device).load()
 
 
-#: ``image_size=0`` (``segue protect --native-size``): the largest side a face is cloaked at. A larger
-#: face is cloaked at this side and its delta resized onto it: the visibility projection's cost grows
-#: with the pixels, FaceNet's input stays 160 px.
+#: ``image_size=0`` (``create_cloaker(..., native_size=True)``; ``segue protect`` does not offer it, the
+#: change is visible: docs/attacks.md): the largest side a face is cloaked at. A larger face is cloaked
+#: at this side and its delta resized onto it: the projection's cost grows with the pixels, FaceNet's
+#: input stays 160 px.
 NATIVE_MAX_SIDE = 256
 
 
