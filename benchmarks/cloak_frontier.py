@@ -66,14 +66,12 @@ def load_data(name: str, train_per_person: int | None = None, size: int = 112) -
 
 def at_work_size(fn, size: int):
     """``fn`` as ``segue protect`` runs a protection at a work size: each photo resized (8-bit, antialiased)
-    to ``size``, protected there, and its delta resized back onto the photo (bilinear)."""
+    to ``size``, protected there, and its delta resized back onto the photo
+    (:func:`segue.protect.cloaker.delta_at_side`)."""
+    from segue.protect.cloaker import delta_at_side
+
     def run(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if x.shape[-2:] == (size, size):
-            return fn(x, y)
-        small = (F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-                 .clamp(0, 1) * 255).round() / 255
-        delta = F.interpolate(fn(small, y) - small, size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)
-        return quantise(x, delta, 1.0)
+        return fn(x, y) if x.shape[-2:] == (size, size) else quantise(x, delta_at_side(fn, x, y, size), 1.0)
     return run
 
 

@@ -51,14 +51,11 @@ def local_contrast(x: torch.Tensor, size: int = 5, floor: float = 0.25) -> torch
 
 
 def shipped_protect(generator, x: torch.Tensor, side_labels: torch.Tensor) -> torch.Tensor:
-    """``x`` protected by ``generator`` as ``segue protect`` ships it: at the generator's own size, its
-    delta resized onto ``x`` (bilinear) - on a face larger than that size, the pattern a user gets."""
-    size = getattr(generator.config, "image_size", None)
-    if not size or x.shape[-2:] == (size, size):
-        return generator.protect(x, side_labels)
-    small = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    delta = F.interpolate(generator(small, side_labels), size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)
-    return (x + delta.clamp(-generator.eps, generator.eps)).clamp(0, 1)
+    """``x`` protected by ``generator`` as ``segue protect`` ships it (:func:`segue.protect.delta.perturb`):
+    at the generator's own size, its delta resized onto ``x`` - on a larger face, the pattern a user gets."""
+    from segue.protect.delta import generator_size, perturb
+
+    return torch.stack(perturb(generator, list(x), side_labels, generator_size(generator)))
 
 
 class PerceptualCloak(FeatureCloak):

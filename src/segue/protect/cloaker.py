@@ -40,6 +40,18 @@ def create_cloak(device: str | torch.device = "cpu", seed: int = 0, **overrides)
 NATIVE_MAX_SIDE = 256
 
 
+def delta_at_side(perturb, x: torch.Tensor, side_labels: torch.Tensor, side: int) -> torch.Tensor:
+    """The delta ``perturb(images, labels) -> protected`` makes for ``x`` ``(N,3,H,W)`` when run with the
+    longer side at ``side`` px: the photos resized (antialiased, 8-bit), protected there, and the delta
+    resized back onto them (bilinear)."""
+    h, w = x.shape[-2:]
+    f = side / max(h, w)
+    small = F.interpolate(x, size=(round(h * f), round(w * f)), mode="bilinear", antialias=True,
+                          align_corners=False).clamp(0, 1).mul(255).round().div(255)
+    delta = perturb(small, side_labels).to(x.device) - small
+    return F.interpolate(delta, size=(h, w), mode="bilinear", align_corners=False)
+
+
 @dataclass
 class CloakerConfig:
     """What the protect pipeline reads from a generator's config: the size it works at."""
@@ -92,14 +104,9 @@ class Cloaker(nn.Module):
         # tensor made outside it is an ordinary one.
         with torch.inference_mode(False), torch.enable_grad():
             x = x.clone()
-            h, w = x.shape[-2:]
-            if max(h, w) <= self.max_side:
+            if max(x.shape[-2:]) <= self.max_side:
                 return self.method.perturb(x, side_labels).to(x.device) - x
-            f = self.max_side / max(h, w)
-            small = F.interpolate(x, size=(round(h * f), round(w * f)), mode="bilinear", antialias=True,
-                                  align_corners=False).clamp(0, 1).mul(255).round().div(255)
-            delta = self.method.perturb(small, side_labels).to(x.device) - small
-            return F.interpolate(delta, size=(h, w), mode="bilinear", align_corners=False)
+            return delta_at_side(self.method.perturb, x, side_labels, self.max_side)
 
     def protect(self, x: torch.Tensor, side_labels: torch.Tensor) -> torch.Tensor:
         """Cloaked image (8-bit values), as :meth:`segue.generator.Generator.protect`."""
