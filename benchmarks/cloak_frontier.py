@@ -113,18 +113,24 @@ def protection(name: str, train: FaceSet):
         rho = float(name.split(":", 1)[1])
         c = FawkesStyleCloak(rho=rho, decoy_pool=celeba234_photos("val")).fit(train, train.labels)
         return c.perturb, f"Fawkes-style: toward the farthest CelebA234 validation person on FaceNet, DSSIM <= {rho}"
-    if name.startswith("perceptual"):  # perceptual[:key=value,...] - a point to measure
+    if name.startswith(("perceptual", "layer:")):  # perceptual[:key=value,...] / layer:LAYER[,key=value...]
         from segue.methods.perceptual_cloak import PerceptualCloak
 
-        kw = {}
-        for part in name.split(":", 1)[1].split(",") if ":" in name else []:
+        kw, cls = {}, PerceptualCloak
+        parts = name.split(":", 1)[1].split(",") if ":" in name else []
+        if name.startswith("layer:"):  # experiments/layer_cloak.py: the objective on FaceNet's map after LAYER
+            sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+            from experiments.layer_cloak import LayerCloak as cls
+
+            kw["layer"] = parts.pop(0)
+        for part in parts:
             k, v = part.split("=")
             kw[k] = v.lower() == "true" if v.lower() in ("true", "false") else float(v)
         for k in ("steps", "viewing_scales"):
             if k in kw:
                 kw[k] = int(kw[k])
-        c = PerceptualCloak(**kw).load()
-        return c.perturb, f"PerceptualCloak {kw}"
+        c = cls(**kw).load()
+        return c.perturb, f"{cls.__name__} {kw}"
     raise ValueError(f"unknown protection {name!r}")
 
 

@@ -7,7 +7,7 @@ from torch import nn
 
 from segue.checkpoint import load_generator
 from segue.methods.base import quantise
-from segue.methods.perceptual_cloak import PerceptualCloak, local_contrast, shipped_protect
+from segue.methods.perceptual_cloak import PerceptualCloak, largest_scale, local_contrast, shipped_protect
 from segue.visibility import visibility_terms
 
 
@@ -43,6 +43,25 @@ def test_each_photo_stays_within_the_generators_visibility_and_margins_buy_chang
         assert (out - x).abs().max() <= 16 / 255 + 1e-6 and (out != x).any()
         changes.append(float((out - x).pow(2).mean()))
     assert changes[1] > changes[0]
+
+
+def test_the_search_from_the_last_steps_scale_finds_bisections_grid_point_with_fewer_measures():
+    g = torch.Generator().manual_seed(0)
+    for trial in range(60):
+        limit = torch.rand(24, generator=g) * 1.3  # within while the scale is at most the limit (some never beyond)
+        measured = {"plain": 0, "guess": 0}
+
+        def within(idx, scale, key):
+            measured[key] += len(idx)
+            return scale <= limit[idx]
+
+        plain = largest_scale(lambda i, s: within(i, s, "plain"), 24)
+        near = (limit + (torch.rand(24, generator=g) - 0.5) * 0.06).clamp(0, 1)  # last step's scale, a grid point off
+        far = torch.rand(24, generator=g)
+        assert torch.equal(plain, torch.where(limit >= 1, 1.0, (limit * 32).floor() / 32))
+        assert torch.equal(largest_scale(lambda i, s: within(i, s, "guess"), 24, guess=near), plain)
+        assert measured["guess"] < measured["plain"]
+        assert torch.equal(largest_scale(lambda i, s: s <= limit[i], 24, guess=far), plain)
 
 
 def test_local_contrast_is_low_on_flat_skin_and_high_on_edges():

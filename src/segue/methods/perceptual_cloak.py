@@ -24,20 +24,37 @@ from segue.visibility import MIN_SIDE, Reference
 BISECTION_STEPS = 5  # the scale found to 1/32 of the step's delta
 
 
-def largest_scale(within, n: int, steps: int = BISECTION_STEPS) -> torch.Tensor:
-    """``(n,)`` the largest factor in [0, 1] (bisection) by which each photo's delta may be scaled and
-    stay within its bar; ``within(idx, scale)`` says which photos ``idx`` are within at ``scale``. Only
-    the photos beyond it at 1 are searched (one measure for those within)."""
-    scale = torch.ones(n)
-    over = (~within(torch.arange(n), scale)).nonzero().flatten()
-    if len(over):
-        lo, hi = torch.zeros(len(over)), torch.ones(len(over))
-        for _ in range(steps):
-            mid = (lo + hi) / 2
-            good = within(over, mid)
-            lo, hi = torch.where(good, mid, lo), torch.where(good, hi, mid)
-        scale[over] = lo
-    return scale
+def largest_scale(within, n: int, steps: int = BISECTION_STEPS, guess: torch.Tensor | None = None) -> torch.Tensor:
+    """``(n,)`` the largest factor on the grid ``k / 2**steps`` in [0, 1] by which each photo's delta may be
+    scaled and stay within its bar; ``within(idx, scale)`` says which photos ``idx`` are within at ``scale``.
+
+    Each photo is measured at 1, and bisected from there when it is beyond. With ``guess`` ``(n,)``
+    (the factors the previous step found), a photo whose guess is below 1 is measured at its guess
+    instead and the search walks out from it (offsets 1, 2, 4, ...) until the answer is bracketed, then
+    bisects: about 2-3 measures a step instead of 6 once a photo sits at its bar, as the factor moves by
+    a grid point or so from step to step. Both find the same grid point wherever ``within`` is
+    monotone in the scale (tests/test_perceptual_cloak.py)."""
+    grid = 2**steps
+    start = torch.full((n,), grid, dtype=torch.long) if guess is None else (guess * grid).floor().long().clamp(1, grid)
+    lo = torch.zeros(n, dtype=torch.long)  # within (0 by convention, never measured)
+    hi = torch.full((n,), grid + 1, dtype=torch.long)  # beyond (grid + 1: nothing measured beyond yet)
+    probe, offset = start.clone(), torch.ones(n, dtype=torch.long)
+    walking, direction = start < grid, torch.zeros(n, dtype=torch.long)  # walking out from the guess: +1 up, -1 down
+    while True:
+        idx = (hi - lo > 1).nonzero().flatten()
+        if not len(idx):
+            return lo.float() / grid
+        at = probe[idx]
+        good = within(idx, at.float() / grid)
+        lo[idx], hi[idx] = torch.where(good, at, lo[idx]), torch.where(good, hi[idx], at)
+        first = walking[idx] & (direction[idx] == 0)  # the guess itself was measured
+        d = torch.where(first, torch.where(good, 1, -1), direction[idx])
+        off = torch.where(first, offset[idx], 2 * offset[idx])
+        nxt = (start[idx] + d * off).clamp(0, grid)
+        # the walk goes on while each measure agrees with its direction and the next point is open
+        on = walking[idx] & torch.where(d > 0, good, ~good) & (nxt > lo[idx]) & (nxt < hi[idx])
+        probe[idx] = torch.where(on, nxt, ((lo[idx] + hi[idx]) // 2).clamp_max(grid))
+        offset[idx], walking[idx], direction[idx] = off, on, d
 
 
 def local_contrast(x: torch.Tensor, size: int = 5, floor: float = 0.25) -> torch.Tensor:
@@ -150,16 +167,17 @@ class PerceptualCloak(FeatureCloak):
         return h - self.haarpsi_margin, d + self.delta_e_margin
 
     @torch.no_grad()
-    def project(self, x: torch.Tensor, delta: torch.Tensor, h_min: torch.Tensor, d_max: torch.Tensor,
-                refs: list[Reference] | None = None) -> torch.Tensor:
-        """``delta`` scaled by the largest factor in [0, 1] that keeps each photo within its bar."""
+    def scales(self, x: torch.Tensor, delta: torch.Tensor, h_min: torch.Tensor, d_max: torch.Tensor,
+               refs: list[Reference] | None = None, guess: torch.Tensor | None = None) -> torch.Tensor:
+        """``(N,)`` the largest factor in [0, 1] by which ``delta`` keeps each photo within its bar
+        (:func:`largest_scale`; ``guess``: the previous step's factors, where the search starts)."""
         refs = refs or self.references(x)
 
         def within(idx: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
             h, d = self.terms([r.select(idx) for r in refs], (x[idx] + scale[:, None, None, None] * delta[idx]).clamp(0, 1))
             return ((h >= h_min[idx]) & (d <= d_max[idx])).all(1)
 
-        return delta * largest_scale(within, len(x))[:, None, None, None].to(delta)
+        return largest_scale(within, len(x), guess=guess)
 
     def shape_step(self, g: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """The step's colour damped by ``chroma`` and, with a texture mask, weighted by local contrast."""
@@ -176,6 +194,7 @@ class PerceptualCloak(FeatureCloak):
             clean = [m(surrogate_view(x)) for m in self.models]
         delta = torch.zeros_like(x, requires_grad=True)
         g = torch.zeros_like(x)
+        scale = None
         for _ in range(self.steps):
             inp = self.step_input((x + delta).clamp(0, 1))
             (grad,) = torch.autograd.grad(self.objective(inp, clean, targets), delta)
@@ -185,7 +204,8 @@ class PerceptualCloak(FeatureCloak):
                 delta += self.step_rms * step / step.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt().clamp_min(1e-12)
                 delta.clamp_(-self.eps, self.eps)
                 delta.copy_((x + delta).clamp(0, 1) - x)
-                delta.copy_(self.project(x, delta, h_min, d_max, refs))
+                scale = self.scales(x, delta, h_min, d_max, refs, guess=scale)
+                delta.mul_(scale[:, None, None, None].to(delta))
         self._bar = (h_min, d_max, refs)
         return delta.detach()
 
