@@ -53,12 +53,9 @@ class LayerCloak(PerceptualCloak):
         return {**super().config(), "layer": self.layer, "embedding_weight": self.embedding_weight}
 
     def load(self) -> "LayerCloak":
-        from segue.cloak import DIFFERENTIABLE
-
-        facenet = DIFFERENTIABLE.create("facenet-torch", self.device)
+        super().load()  # FaceNet as the package's cloak builds it (folded batch norms, NHWC)
+        facenet = self.models[0]
         self.models = [FaceNetLayer(facenet, self.layer)] + ([facenet] if self.embedding_weight > 0 else [])
-        for m in self.models:
-            m.to(memory_format=torch.channels_last)
         return self
 
     def objective(self, x: torch.Tensor, clean: list[torch.Tensor], targets) -> torch.Tensor:

@@ -30,9 +30,7 @@ DEFAULT_STRENGTH = "low"
 SHAPING = dict(chroma=0.3, texture=True)
 #: PGD steps of every perceptual strength. On the CelebA234 test people ``low`` with 16 steps took 0.99 s a
 #: photo on 2 CPU cores but let dlib-linear recognise 83.4 % (20 steps: 1.21 s, 68.0 %); protection first.
-#: (With FaceNet's batch norms folded and NHWC, 20 steps take 1.03 s: dlib-linear 70.3 %. With the bar's search
-#: starting from the previous step's scale, the same outputs bit for bit in ~10 % less time: 0.91-1.01 s on 48
-#: photos (1.01-1.10 s before), benchmarks/results/cloak_speed_*.md; 0.97 and 1.04 s over all 210, _low_walk and _walk.)
+#: (20 steps take ~1 s since, with the same algorithm: docs/attacks.md, the strengths' times.)
 STEPS = 20
 #: The run each card's numbers come from (tests/test_protections.py holds the cards to it).
 RESULTS_FILE = "benchmarks/results/cloak_frontier_celeba234_test_nhwc.json"
