@@ -113,19 +113,23 @@ def protection(name: str, train: FaceSet):
         rho = float(name.split(":", 1)[1])
         c = FawkesStyleCloak(rho=rho, decoy_pool=celeba234_photos("val")).fit(train, train.labels)
         return c.perturb, f"Fawkes-style: toward the farthest CelebA234 validation person on FaceNet, DSSIM <= {rho}"
-    if name.startswith(("perceptual", "layer:")):  # perceptual[:key=value,...] / layer:LAYER[,key=value...]
+    if name.startswith(("perceptual", "layer:", "tangent")):
+        # perceptual[:key=value,...] / layer:LAYER[,key=value...] / tangent[:key=value,...]
         from segue.methods.perceptual_cloak import PerceptualCloak
 
         kw, cls = {}, PerceptualCloak
         parts = name.split(":", 1)[1].split(",") if ":" in name else []
-        if name.startswith("layer:"):  # experiments/layer_cloak.py: the objective on FaceNet's map after LAYER
+        if name.startswith(("layer:", "tangent")):
             sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        if name.startswith("layer:"):  # experiments/layer_cloak.py: the objective on FaceNet's map after LAYER
             from experiments.layer_cloak import LayerCloak as cls
 
             kw["layer"] = parts.pop(0)
+        if name.startswith("tangent"):  # experiments/tangent_cloak.py: steps along HaarPSI's level set
+            from experiments.tangent_cloak import TangentCloak as cls
         for part in parts:
             k, v = part.split("=")
-            kw[k] = v.lower() == "true" if v.lower() in ("true", "false") else float(v)
+            kw[k] = v.lower() == "true" if v.lower() in ("true", "false") else v if k == "precision" else float(v)
         for k in ("steps", "viewing_scales"):
             if k in kw:
                 kw[k] = int(kw[k])

@@ -53,15 +53,20 @@ def main() -> None:
     ap.add_argument("--strengths", nargs="+", default=["low"])
     ap.add_argument("--photos", type=int, default=48)
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--precision", choices=["float32", "bfloat16", "auto"], default=None,
+                    help="the extractors' precision instead of the strength's own (segue.runtime.autocast)")
     ap.add_argument("--name", required=True)
     args = ap.parse_args()
     from segue.protect.presets import create_preset
+    from segue.runtime import resolve_precision
 
     train, _ = load_data("celeba234-test", 6)
     x, y = train.images[: args.photos], train.labels[: args.photos]
     rows = {}
     for strength in args.strengths:
         cloak = create_preset(strength)
+        if args.precision:
+            cloak.precision = resolve_precision(args.precision, cloak.device)
         cloak.perturb(x[:2], y[:2])  # warm-up: first calls allocate
         measured = count_measures(cloak)
         seconds, digest = [], None
@@ -70,16 +75,17 @@ def main() -> None:
             out = cloak.perturb(x, y)
             seconds.append(round((time.perf_counter() - t0) / len(x), 4))
             digest = hashlib.sha1(out.numpy().tobytes()).hexdigest()[:16]
-        rows[strength] = {"seconds_per_photo": seconds, "sha1": digest,
+        rows[strength] = {"seconds_per_photo": seconds, "sha1": digest, "precision": cloak.precision,
                           "visibility_measures_per_photo": round(measured[0] / args.repeats / len(x), 1) if measured else None}
     revision = source_revision()
     command = (f"python benchmarks/cloak_speed.py --strengths {' '.join(args.strengths)} --photos {args.photos} "
-               f"--repeats {args.repeats} --name {args.name}")
+               f"--repeats {args.repeats}" + (f" --precision {args.precision}" if args.precision else "") + f" --name {args.name}")
     lines = [f"# Cloak speed ({revision})", "", f"`{command}` (segue at {revision})", "",
              f"{args.photos} CelebA234 test photos, 112 px, {torch.get_num_threads()} CPU threads.", "",
-             "| strength | s / photo, each repeat | visibility measures a photo | sha1 of the output |", "|---|---|---|---|"]
-    lines += [f"| {k} | {', '.join(map(str, r['seconds_per_photo']))} | {r['visibility_measures_per_photo']} | {r['sha1']} |"
-              for k, r in rows.items()]
+             "| strength | precision | s / photo, each repeat | visibility measures a photo | sha1 of the output |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {k} | {r['precision']} | {', '.join(map(str, r['seconds_per_photo']))} | "
+              f"{r['visibility_measures_per_photo']} | {r['sha1']} |" for k, r in rows.items()]
     write_results(args.name, {"command": command, "revision": revision, "photos": args.photos, "rows": rows},
                   "\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -7,12 +7,27 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 from PIL import Image
+from torch import nn
 
 from segue.data import load_image_folder
 from segue.distortion import DistortionConfig
 from segue.generator import GeneratorConfig
 from segue.training import TrainConfig
+
+
+class TinyEmbedding(nn.Module):
+    """A fixed random conv "face embedding" for cloak tests: differentiable, L2-normalised, instant."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 16, 5, stride=4)
+
+    def forward(self, x):
+        return F.normalize(self.conv(x).flatten(1), dim=1)
 
 
 def tiny_train_config(**overrides) -> TrainConfig:

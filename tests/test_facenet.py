@@ -102,3 +102,25 @@ def test_folding_the_batch_norms_keeps_embeddings_and_input_gradients(pairs, por
     (e0, g0), (e1, g1) = grads
     assert (e0 - e1).abs().max() < 1e-4
     assert (g0 - g1).abs().max() <= 1e-3 * g0.abs().max()
+
+
+def test_bfloat16_passes_keep_the_cloaks_embeddings_and_gradients(pairs):
+    """The cloak's ``precision="bfloat16"``: FaceNet under bfloat16 autocast embeds as float32 does and its
+    input gradients of the cloak's objective point the same way (what the PGD steps follow)."""
+    from segue.cloak import DIFFERENTIABLE
+    from segue.runtime import autocast
+
+    net = DIFFERENTIABLE.create("facenet-torch").to(memory_format=torch.channels_last)
+    clean = net(pairs).detach()
+    shifted = (pairs + 0.02 * torch.randn_like(pairs, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    out = []
+    for precision in ("float32", "bfloat16"):
+        x = shifted.clone().requires_grad_(True)
+        with autocast(precision, "cpu"):
+            emb = net(x).float()
+        (g,) = torch.autograd.grad(-torch.nn.functional.cosine_similarity(emb, clean).sum(), x)
+        out.append((emb.detach(), g))
+    (e32, g32), (e16, g16) = out
+    assert (torch.nn.functional.cosine_similarity(e32, e16) > 0.99).all()
+    assert (torch.nn.functional.cosine_similarity(g32.flatten(1), g16.flatten(1)) > 0.9).all()
+    assert not torch.equal(g32, g16)  # autocast did run the passes in bfloat16

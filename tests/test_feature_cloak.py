@@ -66,3 +66,33 @@ def test_pushes_each_photo_away_from_itself_alone():
     cos = F.cosine_similarity(toy(out), toy(data.images))
     assert cos.mean() < 0.8, cos  # 1 before
     assert not torch.equal(out, plain.perturb(data.images, data.labels))
+
+
+class DtypeProbe(ToyExtractor):
+    """:class:`ToyExtractor` that records the dtype its convolution computes in."""
+
+    seen: set
+
+    def forward(self, x):
+        self.seen.add(self.net[0](x).dtype)
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("precision,dtype", [("float32", torch.float32), ("bfloat16", torch.bfloat16)])
+def test_precision_sets_the_extractors_passes_and_the_budget_holds(precision, dtype):
+    data, eps, probe = faces(), 16 / 255, DtypeProbe()
+    probe.seen = set()
+    method = create_method("feature-cloak", eps=eps, extractors=[probe], steps=3, precision=precision).load()
+    out = method.perturb(data.images, data.labels)
+    assert probe.seen == {dtype}
+    assert method.config()["precision"] == precision
+    assert (out - data.images).abs().max() <= eps + 1e-6 and torch.equal(out, (out * 255).round() / 255)
+
+
+def test_precision_auto_is_bfloat16_only_where_the_device_runs_it_natively():
+    from segue.runtime import native_bf16, resolve_precision
+
+    assert resolve_precision("auto", "cpu") == ("bfloat16" if native_bf16("cpu") else "float32")
+    assert resolve_precision("float32", "cpu") == "float32"
+    with pytest.raises(ValueError, match="precision"):
+        resolve_precision("half", "cpu")

@@ -2,23 +2,12 @@
 (less the strength's margin), and a wider margin buys a larger change."""
 
 import torch
-import torch.nn.functional as F
-from torch import nn
+from conftest import TinyEmbedding
 
 from segue.checkpoint import load_generator
 from segue.methods.base import quantise
 from segue.methods.perceptual_cloak import PerceptualCloak, largest_scale, local_contrast, shipped_protect
 from segue.visibility import visibility_terms
-
-
-class TinyEmbedding(nn.Module):
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.conv = nn.Conv2d(3, 16, 5, stride=4)
-
-    def forward(self, x):
-        return F.normalize(self.conv(x).flatten(1), dim=1)
 
 
 def faces(n: int = 3, size: int = 48) -> torch.Tensor:

@@ -18,6 +18,36 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+PRECISIONS = ("float32", "bfloat16", "auto")
+
+
+def native_bf16(device: str | torch.device) -> bool:
+    """Whether ``device`` runs bfloat16 convolutions natively (a CUDA GPU that supports it; a CPU with
+    AVX512-BF16 or AMX, through oneDNN). Elsewhere bfloat16 is emulated and slower than float32."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:  # oneDNN's own check (a private op: a torch without it counts as no)
+        return device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_precision(name: str, device: str | torch.device) -> str:
+    """``auto`` -> ``bfloat16`` where :func:`native_bf16`, else ``float32``; the others as they are."""
+    if name not in PRECISIONS:
+        raise ValueError(f"precision is one of {PRECISIONS}, not {name!r}")
+    if name == "auto":
+        return "bfloat16" if native_bf16(device) else "float32"
+    return name
+
+
+def autocast(precision: str, device: str | torch.device):
+    """The context a surrogate network's passes run in: bfloat16 autocast, or nothing for float32."""
+    device = torch.device(device)
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=resolve_precision(precision, device) == "bfloat16")
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed every RNG we touch and return a torch.Generator for explicit sampling.
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from segue.methods.base import quantise
-from segue.methods.feature_cloak import FeatureCloak, surrogate_view
+from segue.methods.feature_cloak import FeatureCloak
 from segue.visibility import MIN_SIDE, Reference
 
 BISECTION_STEPS = 5  # the scale found to 1/32 of the step's delta
@@ -84,7 +84,7 @@ class PerceptualCloak(FeatureCloak):
             the same photo each delta may be (0, 0: no more visible).
         chroma: weight of the colour part of each step (1: as the gradient says, 0: grey steps).
         texture: weight each step by the photo's local contrast (:func:`local_contrast`).
-        steps, momentum, affine_diversity, seed, device, extractors, batch: as :class:`FeatureCloak`
+        steps, momentum, affine_diversity, seed, device, extractors, batch, precision: as :class:`FeatureCloak`
             (the shipped cloak's: 20 steps, MI 1.0, input diversity with a small warp, FaceNet).
         reference: the generator whose visibility is the bar (a loaded one, or a shipped name).
         viewing_scales: at how many scales the bar holds: 1, the photo as written; 2, also at half its
@@ -116,9 +116,10 @@ class PerceptualCloak(FeatureCloak):
                  extractors: tuple | list = ("facenet-torch",), steps: int = 20, momentum: float = 1.0,
                  affine_diversity: bool = True, haarpsi_margin: float = 0.0, delta_e_margin: float = 0.0,
                  chroma: float = 1.0, texture: bool = False, batch: int = 16, reference="default",
-                 step_rms: float = 0.004, viewing_scales: int = 1):
+                 step_rms: float = 0.004, viewing_scales: int = 1, precision: str = "float32"):
         super().__init__(eps=eps, seed=seed, device=device, extractors=extractors, steps=steps, momentum=momentum,
-                         affine_diversity=affine_diversity, psnr_floor=0.0, step_norm="sign", batch=batch)
+                         affine_diversity=affine_diversity, psnr_floor=0.0, step_norm="sign", batch=batch,
+                         precision=precision)
         self.haarpsi_margin, self.delta_e_margin = float(haarpsi_margin), float(delta_e_margin)
         self.chroma, self.texture, self.step_rms = float(chroma), bool(texture), float(step_rms)
         self.reference, self.viewing_scales = reference, int(viewing_scales)
@@ -185,22 +186,27 @@ class PerceptualCloak(FeatureCloak):
         g = grey + self.chroma * (g - grey)
         return g * mask if mask is not None else g
 
+    def direction(self, g: torch.Tensor, mask: torch.Tensor | None, x: torch.Tensor, delta: torch.Tensor,
+                  refs: list[Reference]) -> torch.Tensor:
+        """A step's direction before its RMS normalisation: :meth:`shape_step` of the momentum ``g``
+        (the hook an experiment overrides to steer it with the photo ``x``, ``delta`` and the bar's ``refs``)."""
+        return self.shape_step(g, mask)
+
     def attack(self, x: torch.Tensor, targets, start=None, radius=None) -> torch.Tensor:
         labels = getattr(self, "_labels", torch.zeros(len(x), dtype=torch.long))
         refs = self.references(x)
         h_min, d_max = self.targets_for(x, labels, refs)
         mask = local_contrast(x) if self.texture else None
-        with torch.no_grad():
-            clean = [m(surrogate_view(x)) for m in self.models]
+        clean = self.clean_embeddings(x)
         delta = torch.zeros_like(x, requires_grad=True)
         g = torch.zeros_like(x)
         scale = None
         for _ in range(self.steps):
             inp = self.step_input((x + delta).clamp(0, 1))
-            (grad,) = torch.autograd.grad(self.objective(inp, clean, targets), delta)
+            grad = self.gradient(inp, delta, clean, targets)
             g = self.momentum * g + grad / grad.abs().mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
             with torch.no_grad():
-                step = self.shape_step(g, mask)
+                step = self.direction(g, mask, x, delta, refs)
                 delta += self.step_rms * step / step.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt().clamp_min(1e-12)
                 delta.clamp_(-self.eps, self.eps)
                 delta.copy_((x + delta).clamp(0, 1) - x)
