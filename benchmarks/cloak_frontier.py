@@ -51,9 +51,19 @@ def first_per_person(data: FaceSet, n: int | None) -> FaceSet:
     return data.subset([i for c in range(len(data.classes)) for i in (data.labels == c).nonzero().flatten().tolist()[:n]])
 
 
+def people_from(data: FaceSet, first: int) -> FaceSet:
+    """The photos of people ``first``, ``first + 1``, ... of ``data``, labelled from 0."""
+    keep = (data.labels >= first).nonzero().flatten().tolist()
+    sub = data.subset(keep)
+    return FaceSet(sub.images, sub.labels - first, list(data.classes[first:]), list(sub.paths))
+
+
 def load_data(name: str, train_per_person: int | None = None, size: int = 112) -> tuple[FaceSet, FaceSet]:
-    if name == "orl20":
+    if name == "orl20":  # ORL people 0-19: where the strengths' settings were chosen
         return load_orl(size=size, train_per_class=8, num_classes=20)
+    if name == "orl20-39":  # ORL people 20-39: nothing was chosen on them
+        train, test = load_orl(size=size, train_per_class=8)
+        return people_from(train, 20), people_from(test, 20)
     if name == "celeba234-test":
         train, test = load_celeba234("test", size=size)
         return first_per_person(train, train_per_person), test
@@ -113,13 +123,13 @@ def protection(name: str, train: FaceSet):
         rho = float(name.split(":", 1)[1])
         c = FawkesStyleCloak(rho=rho, decoy_pool=celeba234_photos("val")).fit(train, train.labels)
         return c.perturb, f"Fawkes-style: toward the farthest CelebA234 validation person on FaceNet, DSSIM <= {rho}"
-    if name.startswith(("perceptual", "layer:", "tangent")):
-        # perceptual[:key=value,...] / layer:LAYER[,key=value...] / tangent[:key=value,...]
+    if name.startswith(("perceptual", "layer:", "tangent", "highpass")):
+        # perceptual[:key=value,...] / layer:LAYER[,key=value...] / tangent[:...] / highpass[:...]
         from segue.methods.perceptual_cloak import PerceptualCloak
 
         kw, cls = {}, PerceptualCloak
         parts = name.split(":", 1)[1].split(",") if ":" in name else []
-        if name.startswith(("layer:", "tangent")):
+        if name.startswith(("layer:", "tangent", "highpass")):
             sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
         if name.startswith("layer:"):  # experiments/layer_cloak.py: the objective on FaceNet's map after LAYER
             from experiments.layer_cloak import LayerCloak as cls
@@ -127,6 +137,8 @@ def protection(name: str, train: FaceSet):
             kw["layer"] = parts.pop(0)
         if name.startswith("tangent"):  # experiments/tangent_cloak.py: steps along HaarPSI's level set
             from experiments.tangent_cloak import TangentCloak as cls
+        if name.startswith("highpass"):  # experiments/highpass_cloak.py: high-passed steps (grain, not shading)
+            from experiments.highpass_cloak import HighPassCloak as cls
         for part in parts:
             k, v = part.split("=")
             kw[k] = v.lower() == "true" if v.lower() in ("true", "false") else v if k == "precision" else float(v)
@@ -169,7 +181,7 @@ def scores(emb: dict, train: FaceSet, test: FaceSet, protected_key: str) -> dict
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default="orl20", choices=["orl20", "celeba234-test", "webface10"])
+    ap.add_argument("--data", default="orl20", choices=["orl20", "orl20-39", "celeba234-test", "webface10"])
     ap.add_argument("--protections", nargs="+", default=["clean", "default", "noise", "cloak"])
     ap.add_argument("--train-per-person", type=int, help="each person's first N training photos (all; WebFace10: 16)")
     ap.add_argument("--size", type=int, default=112, help="photo side in px (112; WebFace10's native size is 224)")

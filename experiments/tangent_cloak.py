@@ -47,12 +47,17 @@ class TangentCloak(PerceptualCloak):
 
 def main() -> None:
     """Side by side at 2x, three ORL faces of people 0-19: original | ``low`` | tangent | tangent with the
-    bar also at half size: ``python experiments/tangent_cloak.py [--out docs/experiments/img/tangent_cloak_orl.png]``."""
+    bar also at half size | tangent and high-passed (experiments/highpass_cloak.py):
+    ``python experiments/tangent_cloak.py [--out docs/experiments/img/tangent_cloak_orl.png]``."""
     import argparse
+    import sys
+    from pathlib import Path
 
     import numpy as np
     from PIL import Image
 
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from the repository root
+    from experiments.highpass_cloak import HighPassCloak
     from segue.data import load_orl
     from segue.protect.presets import PRECISION, SHAPING, STEPS, create_preset
 
@@ -64,7 +69,7 @@ def main() -> None:
     x, y = train.images[idx], train.labels[idx]
     kw = dict(**SHAPING, steps=STEPS, precision=PRECISION)
     columns = [x, create_preset("low").perturb(x, y), TangentCloak(**kw).load().perturb(x, y),
-               TangentCloak(**kw, viewing_scales=2).load().perturb(x, y)]
+               TangentCloak(**kw, viewing_scales=2).load().perturb(x, y), HighPassCloak(**kw, tangent=1.0).load().perturb(x, y)]
     rows = [np.concatenate([(c[i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8) for c in columns], 1)
             for i in range(len(idx))]
     grid = Image.fromarray(np.concatenate(rows, 0))
