@@ -85,7 +85,8 @@ def _visible(device="cpu", seed=0):
 # generator on the same photos: HaarPSI 0.969, CIEDE2000 p95 3.62, dlib-linear 96.6 %.
 CARDS = {
     "low": (_low, "invisible", 0.971, 1.92, 0.9,
-            "dlib-linear / 1-NN 68.0 / 56.0 % (each alone 71.4 / 64.6), FaceNet-linear 26.9 %. Faint shading at 2x side by side"),
+            "dlib-linear / 1-NN 68.0 / 56.0 % (each alone 71.4 / 64.6), FaceNet-linear 26.9 %. "
+            "Shading at 2x side by side: on some faces a furrowed brow or darker eyes"),
     "medium": (_medium, "visible", 0.921, 3.25, 0.8,
                "dlib-linear / 1-NN 28.6 / 21.7 % (each alone 21.7 / 19.4), FaceNet-linear 0.0 %. Embossed shading"),
     "high": (_high, "visible", 0.854, 4.27, 0.8,
