@@ -46,7 +46,7 @@ def main() -> None:
         ax.scatter([], [], marker="o", color="C0", label="dlib-linear")
         ax.scatter([], [], marker="s", color="C1", label="dlib 1-NN")
     axes[0].invert_xaxis()  # left to right: more visible
-    axes[0].legend(fontsize=8, loc="center left")
+    axes[1].legend(fontsize=8, loc="center right")  # where no point falls
     fig.suptitle("dlib accuracy against visibility (right: more visible; lower: better protected)", fontsize=10)
     fig.tight_layout()
     fig.savefig(args.output, dpi=110)
