@@ -1,4 +1,4 @@
-"""Small runtime helpers shared by every command: device choice, seeding, provenance."""
+"""Small runtime helpers shared by every command: device and precision choice, seeding, provenance."""
 
 from __future__ import annotations
 

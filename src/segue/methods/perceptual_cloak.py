@@ -85,7 +85,8 @@ class PerceptualCloak(FeatureCloak):
         chroma: weight of the colour part of each step (1: as the gradient says, 0: grey steps).
         texture: weight each step by the photo's local contrast (:func:`local_contrast`).
         steps, momentum, affine_diversity, seed, device, extractors, batch, precision: as :class:`FeatureCloak`
-            (the shipped cloak's: 20 steps, MI 1.0, input diversity with a small warp, FaceNet).
+            (defaults: 20 steps, MI 1.0, input diversity with a small warp, FaceNet, float32; the shipped
+            strengths take :data:`segue.protect.presets.STEPS` steps at :data:`~segue.protect.presets.PRECISION`).
         reference: the generator whose visibility is the bar (a loaded one, or a shipped name).
         viewing_scales: at how many scales the bar holds: 1, the photo as written; 2, also at half its
             size (2x2 averages: the photo seen smaller or from further away, where a fine pattern such
