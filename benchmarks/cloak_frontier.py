@@ -185,6 +185,8 @@ def main() -> None:
     ap.add_argument("--protections", nargs="+", default=["clean", "default", "noise", "cloak"])
     ap.add_argument("--train-per-person", type=int, help="each person's first N training photos (all; WebFace10: 16)")
     ap.add_argument("--size", type=int, default=112, help="photo side in px (112; WebFace10's native size is 224)")
+    ap.add_argument("--scratch", action="store_true",
+                    help="also a ResNet18 trained from scratch on each row's photos (the paper's victim, 15 epochs; peak %%)")
     ap.add_argument("--name", default=None)
     args = ap.parse_args()
     warnings.simplefilter("ignore", UserWarning)
@@ -211,21 +213,27 @@ def main() -> None:
                "linf_max": int(((images - train.images).abs().max() * 255).round()),
                "attacks": scores(emb, train, test, name),
                "attacks_after_jpeg75_half": scores(emb, train, test, name + "+jpeg75+half")}
+        if args.scratch:  # everyone protected only: a victim a person at a time is a run a person
+            from segue.attackers import create_attacker
+
+            result = create_attacker("scratch", seed=0).run(train.with_images(images), test)
+            row["scratch_peak"], row["scratch_final"] = round(result["peak_acc"], 4), round(result["final_acc"], 4)
         rows[name] = row
         print(name, row, file=sys.stderr, flush=True)
     name = args.name or f"cloak_frontier_{args.data}"
     lines = [f"# Visibility against protection ({args.data})", "",
              f"`python benchmarks/cloak_frontier.py --data {args.data} --protections {' '.join(args.protections)}"
              f"{f' --train-per-person {args.train_per_person}' if args.train_per_person else ''}"
-             f"{f' --size {args.size}' if args.size != 112 else ''}{' --name ' + args.name if args.name else ''}`", "",
+             f"{f' --size {args.size}' if args.size != 112 else ''}{' --scratch' if args.scratch else ''}"
+             f"{' --name ' + args.name if args.name else ''}`", "",
              f"{len(train.classes)} people, {len(train.images)} training / {len(test.images)} clean test photos, {args.size} px, "
              "2-core CPU. "
              "Accuracy % on the clean test photos of attackers fitted on the protected training photos: everyone protected / "
              "each person alone among clean others (mean; people above 25 % alone in brackets); after = the attacker "
              "re-encodes the protected photos as JPEG q75 and halves them first. Visibility: median per photo (1 = identical / 0).", "",
              "| protection | HaarPSI | CIEDE2000 p95 | L-inf | dlib-linear | dlib-knn | FaceNet-linear | dlib-linear after "
-             "| dlib-knn after | s/photo |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| dlib-knn after | s/photo |" + (" from scratch, peak / final |" if args.scratch else ""),
+             "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if args.scratch else "")]
 
     def cell(r: dict) -> str:
         return f"{100 * r['everyone']:.1f} / {100 * r['alone']:.1f} ({r['alone_above_25']})"
@@ -234,7 +242,8 @@ def main() -> None:
         a, b = r["attacks"], r["attacks_after_jpeg75_half"]
         lines.append(f"| {n} | {r['haarpsi_median']} | {r['delta_e_p95_median']} | {r['linf_max']} | {cell(a['dlib-linear'])} "
                      f"| {cell(a['dlib-knn'])} | {cell(a['facenet-linear'])} | {cell(b['dlib-linear'])} | {cell(b['dlib-knn'])} "
-                     f"| {r['seconds_per_photo']} |")
+                     f"| {r['seconds_per_photo']} |"
+                     + (f" {100 * r['scratch_peak']:.1f} / {100 * r['scratch_final']:.1f} |" if args.scratch else ""))
     lines += ["", "Rows: " + "; ".join(f"`{n}`: {r['description']}" for n, r in rows.items())]
     write_results(name, {"data": args.data, "size": args.size, "protections": args.protections, "rows": rows}, "\n".join(lines) + "\n")
 
