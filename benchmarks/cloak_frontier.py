@@ -21,6 +21,7 @@ photos a person, the 20 test photos). Writes benchmarks/results/NAME.{json,md}.
 from __future__ import annotations
 
 import argparse
+import importlib
 import io
 import statistics
 import sys
@@ -85,6 +86,26 @@ def at_work_size(fn, size: int):
     return run
 
 
+#: The perceptual cloak and the experiments built on it, by name prefix: (module, class, the option a
+#: first unnamed part sets): ``perceptual:chroma=0.3``, ``layer:repeat_1,chroma=0.3``, ``tangent:...``.
+PERCEPTUAL = {"perceptual": ("segue.methods.perceptual_cloak", "PerceptualCloak", None),
+              "layer": ("experiments.layer_cloak", "LayerCloak", "layer"),  # the objective on FaceNet's map after LAYER
+              "tangent": ("experiments.tangent_cloak", "TangentCloak", None),  # steps along HaarPSI's level set
+              "highpass": ("experiments.highpass_cloak", "HighPassCloak", None)}  # high-passed steps
+
+
+def option(value: str) -> bool | int | float | str:
+    """A ``key=value`` option's value: true / false, an int, a float, or the text itself."""
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value
+
+
 def protection(name: str, train: FaceSet):
     """name -> callable(images, labels) -> protected 8-bit images, and a one-line description.
 
@@ -123,28 +144,13 @@ def protection(name: str, train: FaceSet):
         rho = float(name.split(":", 1)[1])
         c = FawkesStyleCloak(rho=rho, decoy_pool=celeba234_photos("val")).fit(train, train.labels)
         return c.perturb, f"Fawkes-style: toward the farthest CelebA234 validation person on FaceNet, DSSIM <= {rho}"
-    if name.startswith(("perceptual", "layer:", "tangent", "highpass")):
-        # perceptual[:key=value,...] / layer:LAYER[,key=value...] / tangent[:...] / highpass[:...]
-        from segue.methods.perceptual_cloak import PerceptualCloak
-
-        kw, cls = {}, PerceptualCloak
+    if name.split(":", 1)[0] in PERCEPTUAL:  # PREFIX[:[FIRST,]key=value,...]
+        module, cls_name, first = PERCEPTUAL[name.split(":", 1)[0]]
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # experiments/ lives in the repository
+        cls = getattr(importlib.import_module(module), cls_name)
         parts = name.split(":", 1)[1].split(",") if ":" in name else []
-        if name.startswith(("layer:", "tangent", "highpass")):
-            sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-        if name.startswith("layer:"):  # experiments/layer_cloak.py: the objective on FaceNet's map after LAYER
-            from experiments.layer_cloak import LayerCloak as cls
-
-            kw["layer"] = parts.pop(0)
-        if name.startswith("tangent"):  # experiments/tangent_cloak.py: steps along HaarPSI's level set
-            from experiments.tangent_cloak import TangentCloak as cls
-        if name.startswith("highpass"):  # experiments/highpass_cloak.py: high-passed steps (grain, not shading)
-            from experiments.highpass_cloak import HighPassCloak as cls
-        for part in parts:
-            k, v = part.split("=")
-            kw[k] = v.lower() == "true" if v.lower() in ("true", "false") else v if k == "precision" else float(v)
-        for k in ("steps", "viewing_scales"):
-            if k in kw:
-                kw[k] = int(kw[k])
+        kw = {first: parts.pop(0)} if first else {}
+        kw.update((k, option(v)) for k, v in (part.split("=") for part in parts))
         c = cls(**kw).load()
         return c.perturb, f"{cls.__name__} {kw}"
     raise ValueError(f"unknown protection {name!r}")

@@ -45,6 +45,19 @@ class TangentCloak(PerceptualCloak):
         return step
 
 
+def compared(x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``x`` protected by ``low`` and by the cloaks that met its bar and lost to the eye, each with the
+    shipped strengths' shaping, steps and precision: what the side by side and
+    experiments/visibility_measures.py compare."""
+    from experiments.highpass_cloak import HighPassCloak
+    from segue.protect.presets import PRECISION, SHAPING, STEPS, create_preset
+
+    kw = dict(**SHAPING, steps=STEPS, precision=PRECISION)
+    return {"low": create_preset("low").perturb(x, y), "tangent": TangentCloak(**kw).load().perturb(x, y),
+            "tangent two-scale": TangentCloak(**kw, viewing_scales=2).load().perturb(x, y),
+            "tangent high-passed": HighPassCloak(**kw, tangent=1.0).load().perturb(x, y)}
+
+
 def main() -> None:
     """Side by side at 2x, three ORL faces of people 0-19: original | ``low`` | tangent | tangent with the
     bar also at half size | tangent and high-passed (experiments/highpass_cloak.py):
@@ -57,9 +70,7 @@ def main() -> None:
     from PIL import Image
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from the repository root
-    from experiments.highpass_cloak import HighPassCloak
     from segue.data import load_orl
-    from segue.protect.presets import PRECISION, SHAPING, STEPS, create_preset
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="docs/experiments/img/tangent_cloak_orl.png")
@@ -67,9 +78,7 @@ def main() -> None:
     train, _ = load_orl(size=112, train_per_class=8, num_classes=20)
     idx = [0, 130, 95]
     x, y = train.images[idx], train.labels[idx]
-    kw = dict(**SHAPING, steps=STEPS, precision=PRECISION)
-    columns = [x, create_preset("low").perturb(x, y), TangentCloak(**kw).load().perturb(x, y),
-               TangentCloak(**kw, viewing_scales=2).load().perturb(x, y), HighPassCloak(**kw, tangent=1.0).load().perturb(x, y)]
+    columns = [x, *compared(x, y).values()]
     rows = [np.concatenate([(c[i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8) for c in columns], 1)
             for i in range(len(idx))]
     grid = Image.fromarray(np.concatenate(rows, 0))

@@ -59,13 +59,12 @@ def measures(x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
 def main() -> None:
     import argparse
 
-    from experiments.highpass_cloak import HighPassCloak
-    from experiments.tangent_cloak import TangentCloak
+    from experiments.tangent_cloak import compared
     from segue.checkpoint import load_generator
     from segue.data import celeba234_photos, load_orl
     from segue.methods.base import quantise
     from segue.methods.perceptual_cloak import shipped_protect
-    from segue.protect.presets import PRECISION, SHAPING, STEPS, create_preset
+    from segue.protect.presets import create_preset
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", choices=["orl", "celeba234-val"], default="orl")
@@ -79,13 +78,9 @@ def main() -> None:
         idx = [int((train.labels == c).nonzero()[0]) for c in range(16)]
         where = "CelebA234 validation photos (16 people)"
     x, y = train.images[idx], train.labels[idx]
-    kw = dict(**SHAPING, steps=STEPS, precision=PRECISION)
     with torch.no_grad():
         generator = shipped_protect(load_generator("default")[0], x, y)
-    outs = {"default": quantise(x, generator - x, 8 / 255), "low": create_preset("low").perturb(x, y),
-            "tangent": TangentCloak(**kw).load().perturb(x, y),
-            "tangent two-scale": TangentCloak(**kw, viewing_scales=2).load().perturb(x, y),
-            "tangent high-passed": HighPassCloak(**kw, tangent=1.0).load().perturb(x, y),
+    outs = {"default": quantise(x, generator - x, 8 / 255), **compared(x, y),
             "medium": create_preset("medium").perturb(x, y), "high": create_preset("high").perturb(x, y)}
     rows, seconds, fsim = {}, {}, {}
     for name, out in outs.items():
