@@ -91,7 +91,9 @@ def at_work_size(fn, size: int):
 PERCEPTUAL = {"perceptual": ("segue.methods.perceptual_cloak", "PerceptualCloak", None),
               "layer": ("experiments.layer_cloak", "LayerCloak", "layer"),  # the objective on FaceNet's map after LAYER
               "tangent": ("experiments.tangent_cloak", "TangentCloak", None),  # steps along HaarPSI's level set
-              "highpass": ("experiments.highpass_cloak", "HighPassCloak", None)}  # high-passed steps
+              "highpass": ("experiments.highpass_cloak", "HighPassCloak", None),  # high-passed steps
+              "sgm": ("experiments.sgm_cloak", "SGMCloak", None),  # FaceNet's backward pass reshaped (SGM, LinBP)
+              "shading": ("experiments.shading_cloak", "ShadingCloak", None)}  # a third bar term: mid-scale shading
 
 
 def option(value: str) -> bool | int | float | str:
