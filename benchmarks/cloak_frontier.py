@@ -108,14 +108,15 @@ def option(value: str) -> bool | int | float | str:
     return value
 
 
-def protection(name: str, train: FaceSet):
-    """name -> callable(images, labels) -> protected 8-bit images, and a one-line description.
+def protection(name: str, train: FaceSet, seed: int = 0):
+    """name -> callable(images, labels) -> protected 8-bit images, and a one-line description; ``seed``:
+    the cloaks' (their input-diversity draws).
 
     ``NAME@SIZE`` runs protection NAME at work size SIZE and resizes its delta onto the photo
     (:func:`at_work_size`); without it every protection but the generators works at the photos' size."""
     if "@" in name:
         base, size = name.rsplit("@", 1)
-        fn, desc = protection(base, train)
+        fn, desc = protection(base, train, seed)
         return at_work_size(fn, int(size)), f"{desc}, at {size} px and resized onto the photo"
     if name == "default":
         from segue.checkpoint import load_generator
@@ -131,12 +132,12 @@ def protection(name: str, train: FaceSet):
     if name == "cloak":
         from segue.protect.cloaker import create_cloak
 
-        c = create_cloak()
+        c = create_cloak(seed=seed)
         return c.perturb, "segue protect --cloak (16/255, L2 steps, PSNR >= 30 dB)"
     if name.startswith("strength:"):
         from segue.protect.presets import create_preset
 
-        c = create_preset(name.split(":", 1)[1])
+        c = create_preset(name.split(":", 1)[1], seed=seed)
         return c.perturb, f"segue protect --strength {name.split(':', 1)[1]}"
     if name.startswith("fawkes:"):  # fawkes:RHO - experiments/fawkes_style.py, decoys: CelebA234 validation people
         sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -153,7 +154,7 @@ def protection(name: str, train: FaceSet):
         parts = name.split(":", 1)[1].split(",") if ":" in name else []
         kw = {first: parts.pop(0)} if first else {}
         kw.update((k, option(v)) for k, v in (part.split("=") for part in parts))
-        c = cls(**kw).load()
+        c = cls(**{"seed": seed, **kw}).load()
         return c.perturb, f"{cls.__name__} {kw}"
     raise ValueError(f"unknown protection {name!r}")
 
@@ -195,6 +196,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=112, help="photo side in px (112; WebFace10's native size is 224)")
     ap.add_argument("--scratch", action="store_true",
                     help="also a ResNet18 trained from scratch on each row's photos (the paper's victim, 15 epochs; peak %%)")
+    ap.add_argument("--seed", type=int, default=0, help="the cloaks' seed (their input-diversity draws; 0)")
     ap.add_argument("--name", default=None)
     args = ap.parse_args()
     warnings.simplefilter("ignore", UserWarning)
@@ -208,7 +210,7 @@ def main() -> None:
         if name == "clean":
             images, desc = train.images, "clean photos (reference)"
         else:
-            fn, desc = protection(name, train)
+            fn, desc = protection(name, train, args.seed)
             images = fn(train.images, train.labels)
         seconds = (time.perf_counter() - t0) / len(train.images)
         vis = visibility(train.images, images) if name != "clean" else []
@@ -218,6 +220,7 @@ def main() -> None:
         row = {"description": desc, "seconds_per_photo": round(seconds, 4),
                "haarpsi_median": round(statistics.median(v["haarpsi"] for v in vis), 4) if vis else 1.0,
                "delta_e_p95_median": round(statistics.median(v["delta_e_p95"] for v in vis), 3) if vis else 0.0,
+               "shading_p95_median": round(statistics.median(v["shading_p95"] for v in vis), 3) if vis else 0.0,
                "linf_max": int(((images - train.images).abs().max() * 255).round()),
                "attacks": scores(emb, train, test, name),
                "attacks_after_jpeg75_half": scores(emb, train, test, name + "+jpeg75+half")}
@@ -238,22 +241,26 @@ def main() -> None:
              "2-core CPU. "
              "Accuracy % on the clean test photos of attackers fitted on the protected training photos: everyone protected / "
              "each person alone among clean others (mean; people above 25 % alone in brackets); after = the attacker "
-             "re-encodes the protected photos as JPEG q75 and halves them first. Visibility: median per photo (1 = identical / 0).", "",
-             "| protection | HaarPSI | CIEDE2000 p95 | L-inf | dlib-linear | dlib-knn | FaceNet-linear | dlib-linear after "
+             "re-encodes the protected photos as JPEG q75 and halves them first. Visibility: median per photo "
+             "(HaarPSI 1 = identical; CIEDE2000 p95 and shading p95, the mid-scale lightness change in L* that is "
+             "reported and not budgeted, 0 = identical).", "",
+             "| protection | HaarPSI | CIEDE2000 p95 | shading p95 | L-inf | dlib-linear | dlib-knn | FaceNet-linear | dlib-linear after "
              "| dlib-knn after | s/photo |" + (" from scratch, peak / final |" if args.scratch else ""),
-             "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if args.scratch else "")]
+             "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if args.scratch else "")]
 
     def cell(r: dict) -> str:
         return f"{100 * r['everyone']:.1f} / {100 * r['alone']:.1f} ({r['alone_above_25']})"
 
     for n, r in rows.items():
         a, b = r["attacks"], r["attacks_after_jpeg75_half"]
-        lines.append(f"| {n} | {r['haarpsi_median']} | {r['delta_e_p95_median']} | {r['linf_max']} | {cell(a['dlib-linear'])} "
+        lines.append(f"| {n} | {r['haarpsi_median']} | {r['delta_e_p95_median']} | {r['shading_p95_median']} | {r['linf_max']} "
+                     f"| {cell(a['dlib-linear'])} "
                      f"| {cell(a['dlib-knn'])} | {cell(a['facenet-linear'])} | {cell(b['dlib-linear'])} | {cell(b['dlib-knn'])} "
                      f"| {r['seconds_per_photo']} |"
                      + (f" {100 * r['scratch_peak']:.1f} / {100 * r['scratch_final']:.1f} |" if args.scratch else ""))
     lines += ["", "Rows: " + "; ".join(f"`{n}`: {r['description']}" for n, r in rows.items())]
-    write_results(name, {"data": args.data, "size": args.size, "protections": args.protections, "rows": rows}, "\n".join(lines) + "\n")
+    write_results(name, {"data": args.data, "size": args.size, "protections": args.protections, "seed": args.seed,
+                         "rows": rows}, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

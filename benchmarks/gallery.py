@@ -103,7 +103,7 @@ def protect_all(work: Path, protections: list[str]) -> dict[str, dict]:
 def caption(row: dict, budget: VisibilityBudget) -> str:
     v = row["visibility"]
     beyond = budget.violations(v)
-    return (f"HaarPSI {v['haarpsi']}  dE00 {v['delta_e_mean']:.2f}/{v['delta_e_p95']:.2f}  "
+    return (f"HaarPSI {v['haarpsi']}  dE00 {v['delta_e_mean']:.2f}/{v['delta_e_p95']:.2f}  shading {v['shading_p95']:.2f}  "
             f"{row['psnr']:.1f} dB  Linf {row['linf']}" + ("  BEYOND GENERATOR VISIBILITY" if beyond else ""))
 
 
@@ -111,7 +111,8 @@ def tile(original: np.ndarray, outputs: list[tuple[str, np.ndarray, str]], scale
     """Rows of original | protected | |diff| x10 (about mid-grey), each with its caption, at ``scale``."""
     h, w = original.shape[:2]
     cw, ch = w * scale, h * scale
-    width = max(3 * cw + 8, 470)
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    width = max(3 * cw + 8, *(int(measure.textlength(text)) + 4 for _, _, text in outputs))
     sheet = Image.new("RGB", (width, len(outputs) * (ch + CAPTION_H + 6)), "white")
     draw = ImageDraw.Draw(sheet)
 
@@ -178,6 +179,7 @@ def main() -> None:
                 results.setdefault(name, {})[p] = {"source": source, **v, "psnr": row["psnr"], "ssim": row["ssim"],
                                                    "linf": row["linf"], "boxes": boxes}
                 table.append(f"| {name} | {source} | {p} | {v['haarpsi']} | {v['delta_e_mean']:.2f} / {v['delta_e_p95']:.2f} "
+                             f"| {v['shading_p95']:.2f} "
                              f"| {row['psnr']:.1f} | {row['ssim']} | {row['linf']} |")
             where = gallery if source.startswith("ORL") else gallery / "local"
             for scale in (1, 2):
@@ -199,7 +201,8 @@ Made by `python benchmarks/gallery.py` (every shipped protection through `segue 
 output; rows `low` ... `visible` are the cloak's strengths, `segue protect --strength NAME`).
 Each tile: original | protected | difference x10 about mid-grey, once at 100 % and once at 2x
 (nearest neighbour: the pixels as written). Under each row: HaarPSI (1 = identical), CIEDE2000
-mean / p95 between the 3x3-blurred images (segue.visibility), PSNR and L-inf (/255), measured on the written
+mean / p95 between the 3x3-blurred images, shading p95 (the mid-scale lightness change, reported and not
+budgeted: segue.visibility), PSNR and L-inf (/255), measured on the written
 file over the protected region. "BEYOND GENERATOR VISIBILITY" marks a row outside
 `segue.visibility.GENERATOR_VISIBILITY` (HaarPSI >= {GENERATOR_VISIBILITY.haarpsi_min}, CIEDE2000 p95
 <= {GENERATOR_VISIBILITY.delta_e_p95_max}): `segue protect` would refuse that file unless the protection
@@ -211,8 +214,8 @@ CelebA234 and WebFace10 photos are research-only: their tiles are made locally u
 
 {images}
 
-| photo | set | protection | HaarPSI | CIEDE2000 mean / p95 | PSNR dB | SSIM | L-inf |
-|---|---|---|---|---|---|---|---|
+| photo | set | protection | HaarPSI | CIEDE2000 mean / p95 | shading p95 | PSNR dB | SSIM | L-inf |
+|---|---|---|---|---|---|---|---|---|
 """ + "\n".join(table) + "\n"
     (docs / "gallery.md").write_text(text)
     print(text)

@@ -5,7 +5,8 @@ The tangent and high-passed cloaks (experiments/tangent_cloak.py, experiments/hi
 plainly visible side by side (docs/experiments/img/tangent_cloak_orl.png), where `low` shows faint
 shading and the generator a fine grain. A measure fit to be a third term of the bar has to rank them as
 the eye does: the generator and `low` alike, the tangent cloaks worse. This pilot computes piq's
-full-reference measures, and CIEDE2000 after a coarse blur (shading), on 16 ORL photos of people 0-19
+full-reference measures, CIEDE2000 after a coarse blur and the mid-scale shading (segue.visibility.shading_p95;
+the shading bar's cloak, experiments/shading_cloak.py, is compared too), on 16 ORL photos of people 0-19
 (every 10th training photo) or 16 CelebA234 validation photos (the first of 16 people), median per protection:
 
     python experiments/visibility_measures.py [--data celeba234-val]
@@ -27,13 +28,15 @@ from experiments._common import write_results  # noqa: E402
 
 #: By eye, side by side at 2x (ORL also 3x), per data set: 1 faint, 2 plain.
 BY_EYE = {
-    "orl": {"default": "1: fine grain", "low": "1: faint shading on the nose and brow",
+    "orl": {"default": "1: fine grain", "low": "1-2: shading on the nose and brow; on some faces a furrowed forehead, darker eye sockets",
             "tangent": "2: bright patches, mottled cheeks", "tangent two-scale": "2: as tangent, a little less",
             "tangent high-passed": "2: etched outlines of brows, nose and mouth", "medium": "2: embossed shading",
+            "shading bar +0.5": "1-2: fainter shading than low, furrows still seen on some foreheads",
             "high": "2: wrinkle-like patterns"},
     "celeba234-val": {"default": "1: fine grid, plain on a blurry face", "low": "1-2: shading; on some faces a furrowed brow, darker eyes",
                       "tangent": "2: light patches on the nose and cheeks", "tangent two-scale": "2: as tangent",
                       "tangent high-passed": "2: etched lines over nose and mouth", "medium": "2: embossed shading (gallery)",
+                      "shading bar +0.5": "1: fainter shading than low; lips and eye sockets still a little changed on some faces",
                       "high": "2: wrinkle-like patterns (gallery)"},
 }
 #: A per-photo FSIM bar as HaarPSI's: no lower than the generator's on the same photo, less this.
@@ -45,11 +48,11 @@ def measures(x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
     import piq
     from kornia.filters import gaussian_blur2d
 
-    from segue.visibility import delta_e_map, visibility_terms
+    from segue.visibility import delta_e_map, shading_p95, visibility_terms
 
     h, _, d = visibility_terms(x, y)
     bx, by = (gaussian_blur2d(t, (13, 13), (3.0, 3.0)) for t in (x, y))  # what is left of shading
-    return {"HaarPSI": h, "CIEDE2000 p95": d,
+    return {"HaarPSI": h, "CIEDE2000 p95": d, "shading p95": shading_p95(x, y),
             "CIEDE2000 p95, blur 3 px": delta_e_map(bx, by).flatten(1).quantile(0.95, dim=1),
             "FSIM": piq.fsim(y, x, reduction="none"), "SR-SIM": piq.srsim(y, x, reduction="none"),
             "MDSI (lower better)": piq.mdsi(y, x, reduction="none"), "GMSD (lower better)": piq.gmsd(y, x, reduction="none"),
@@ -59,12 +62,13 @@ def measures(x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
 def main() -> None:
     import argparse
 
+    from experiments.shading_cloak import ShadingCloak
     from experiments.tangent_cloak import compared
     from segue.checkpoint import load_generator
     from segue.data import celeba234_photos, load_orl
     from segue.methods.base import quantise
     from segue.methods.perceptual_cloak import shipped_protect
-    from segue.protect.presets import create_preset
+    from segue.protect.presets import PRECISION, SHAPING, STEPS, create_preset
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", choices=["orl", "celeba234-val"], default="orl")
@@ -80,7 +84,8 @@ def main() -> None:
     x, y = train.images[idx], train.labels[idx]
     with torch.no_grad():
         generator = shipped_protect(load_generator("default")[0], x, y)
-    outs = {"default": quantise(x, generator - x, 8 / 255), **compared(x, y),
+    shading = ShadingCloak(**SHAPING, steps=STEPS, precision=PRECISION, shading_margin=0.5).load()
+    outs = {"default": quantise(x, generator - x, 8 / 255), **compared(x, y), "shading bar +0.5": shading.perturb(x, y),
             "medium": create_preset("medium").perturb(x, y), "high": create_preset("high").perturb(x, y)}
     rows, seconds, fsim = {}, {}, {}
     for name, out in outs.items():

@@ -54,6 +54,7 @@ def test_protect_happy_path_is_within_eps(client):
     assert 0 < np.abs(a - b).max() <= 9
     assert int(r.headers["X-Segue-Linf"]) <= 9 and float(r.headers["X-Segue-PSNR"]) > 25
     assert 0 < float(r.headers["X-Segue-HaarPSI"]) < 1 and float(r.headers["X-Segue-DeltaE-P95"]) > 0  # every upload measured
+    assert float(r.headers["X-Segue-Shading-P95"]) > 0
 
 
 def test_original_format_on_request(client):

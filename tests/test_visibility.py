@@ -9,7 +9,7 @@ from PIL import Image
 from segue.checkpoint import load_generator
 from segue.protect import ProtectOptions, protect_folder
 from segue.quality import psnr
-from segue.visibility import GENERATOR_VISIBILITY, VisibilityBudget, delta_e_map, haarpsi, visibility
+from segue.visibility import GENERATOR_VISIBILITY, VisibilityBudget, delta_e_map, haarpsi, shading_p95, visibility
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def _face_like(n: int = 2, size: int = 64, seed: int = 0) -> torch.Tensor:
 def test_identical_images_are_invisible():
     x = _face_like()
     for row in visibility(x, x.clone()):
-        assert row == {"haarpsi": 1.0, "delta_e_mean": 0.0, "delta_e_p95": 0.0}
+        assert row == {"haarpsi": 1.0, "delta_e_mean": 0.0, "delta_e_p95": 0.0, "shading_p95": 0.0}
 
 
 def test_haarpsi_orders_noise_levels():
@@ -52,6 +52,19 @@ def test_a_colour_blotch_raises_delta_e_p95_more_than_fine_noise_of_the_same_psn
     assert abs(psnr(float((a - x).pow(2).mean())) - psnr(float((b - x).pow(2).mean()))) < 0.3
     va, vb = visibility(x, a)[0], visibility(x, b)[0]
     assert va["delta_e_p95"] > 1.5 * vb["delta_e_p95"]
+
+
+def test_shading_sees_a_darker_brow_more_than_grain_of_the_same_psnr_and_not_a_tint():
+    g = torch.Generator().manual_seed(0)
+    x = 0.45 + 0.05 * torch.rand(1, 3, 64, 64, generator=g)  # flat skin with a little texture
+    rows = torch.arange(64.0)[:, None].expand(64, 64)
+    brow = -0.04 * torch.exp(-((rows - 32) ** 2) / (2 * 2.0**2))  # a soft dark band, ~5 px high
+    grain = brow.pow(2).mean().sqrt() * torch.sign(torch.randn(1, 1, 64, 64, generator=g))  # the same RMS
+    s_brow, s_grain, s_tint = (float(shading_p95(x, (x + d).clamp(0, 1))) for d in (brow, grain, torch.full_like(x, 0.04)))
+    assert float(shading_p95(x, x)) == 0.0
+    assert s_brow > 2 * s_grain
+    assert s_tint < 0.05 * s_brow
+    assert visibility(x[..., :20, :20], x[..., :20, :20])[0]["shading_p95"] is None  # below the coarser Gaussian
 
 
 def test_haarpsi_is_piqs_and_ciede2000_is_colour_sciences():
@@ -81,6 +94,7 @@ def test_each_file_carries_its_visibility_and_one_beyond_the_budget_is_not_writt
     rows = report["files"]
     assert len(rows) == 3 and all(r["visibility"]["haarpsi"] < 1 for r in rows)
     assert report["summary"]["visibility_photos"] == 3 and report["summary"]["haarpsi_median"] < 1
+    assert report["summary"]["shading_p95_median"] == np.median([r["visibility"]["shading_p95"] for r in rows]) > 0
     tight = VisibilityBudget(haarpsi_min=0.9999, delta_e_p95_max=100.0)
     report = protect_folder(generator, src, tmp_path / "tight", ProtectOptions(visibility_every=1, visibility_budget=tight),
                             progress=False)

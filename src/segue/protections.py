@@ -37,7 +37,8 @@ PROTECTIONS: Registry = Registry("protection", "protections")
 #: 173.4 photos/s on 2 CPU cores (benchmarks/results/throughput.md).
 GENERATOR_SECONDS = round(1 / 173.4, 4)
 #: What no cloak stops (docs/attacks.md): the cloak moves the embedding of a pretrained recogniser.
-CLOAK_DOES_NOT_STOP = "a network trained from scratch on the protected photos (docs/attacks.md)"
+CLOAK_DOES_NOT_STOP = ("a network trained from scratch on the protected photos; the numbers are for 6 protected photos a "
+                       "person, and with about 19 dlib recognises more (low 88 %, medium 41 %, high 17 %; docs/attacks.md)")
 
 
 def _generator(name: str) -> None:

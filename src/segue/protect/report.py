@@ -49,14 +49,14 @@ def summarize(results: list[dict], n_errors: int, seconds: float) -> dict:
     """Mean quality and throughput of a protect run.
 
     ``ssim_mean`` is over the photos whose SSIM was measured (``ssim_photos`` of them: every
-    ``--ssim-every``-th); visibility (HaarPSI, CIEDE2000 p95: medians and worst) over the photos whose
+    ``--ssim-every``-th); visibility (HaarPSI, CIEDE2000 p95: medians and worst; shading p95: median) over the photos whose
     visibility was measured (``visibility_photos``); ``psnr_mean`` and ``linf_max`` over every protected photo.
     """
     protected = [r for r in results if r["status"] == "protected"]
     seen = [r["visibility"] for r in protected if r.get("visibility")]
 
     def median(key: str) -> float | None:
-        vals = [v[key] for v in seen if v[key] is not None]
+        vals = [v[key] for v in seen if v.get(key) is not None]
         return round(float(np.median(vals)), 4) if vals else None
 
     def values(key: str) -> list[float]:
@@ -78,6 +78,7 @@ def summarize(results: list[dict], n_errors: int, seconds: float) -> dict:
         "delta_e_p95_median": median("delta_e_p95"),
         "haarpsi_min": min((v["haarpsi"] for v in seen if v["haarpsi"] is not None), default=None),
         "delta_e_p95_max": max((v["delta_e_p95"] for v in seen), default=None),
+        "shading_p95_median": median("shading_p95"),
         "visibility_photos": len(seen),
         "seconds": round(seconds, 3),
         "images_per_second": round(len(results) / seconds, 2) if seconds > 0 and results else None,

@@ -120,6 +120,7 @@ def create_app(weights: str | Path | None = None, max_bytes: int = 20 * 2**20, m
         vis = q.get("visibility") or {}
         headers = {"X-Segue-PSNR": str(q["psnr"]), "X-Segue-SSIM": str(q["ssim"]), "X-Segue-Linf": str(q["linf"]),
                    "X-Segue-HaarPSI": str(vis.get("haarpsi")), "X-Segue-DeltaE-P95": str(vis.get("delta_e_p95")),
+                   "X-Segue-Shading-P95": str(vis.get("shading_p95")),
                    "X-Segue-Status": q["status"], "X-Segue-Faces": str(q["faces"])}
         return Response(data, media_type=MEDIA_TYPES[fmt], headers=headers)
 
