@@ -2,8 +2,8 @@
 
 Looked at side by side at 2x, ``low`` darkens eye sockets, deepens the brow and outlines the nose on
 some faces, change that reads as a different face, although it is within the generator's HaarPSI and
-CIEDE2000 p95. Measured on 16 CelebA234 validation faces, its lightness change has 3x the generator's
-energy between 1 and 4 px (:func:`segue.visibility.shading_p95`; p95 1.61 against 0.54): HaarPSI's
+CIEDE2000 p95. Measured on 16 CelebA234 validation faces, its lightness change has ~4x the generator's
+between 1 and 4 px (:func:`segue.visibility.shading_p95`, median 1.30 against 0.34): HaarPSI's
 constant hides new low-contrast structure on flat skin, and the generator's large change is a fine grid
 and a smooth tint that this band leaves out. Here each photo's delta must also keep that band's p95 within
 the generator's on the same photo plus ``shading_margin`` (L* units; about 1 is a just-noticeable
