@@ -167,12 +167,19 @@ class Reference:
 
     def terms(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """:func:`visibility_terms` of the reference photos and ``y``."""
+        return self.measure(y)[:3]
+
+    def measure(self, y: torch.Tensor, shading: bool = False) -> tuple[torch.Tensor, ...]:
+        """HaarPSI, CIEDE2000 mean and p95 of the reference photos and ``y``, and with ``shading`` their
+        :func:`shading_of` too, from the one Lab conversion of ``y``."""
         import kornia.color
 
         y = y.float()
-        de = ciede2000(self.lab, kornia.color.rgb_to_lab(blur3(y))).flatten(1)
+        lab_y = kornia.color.rgb_to_lab(blur3(y))
+        de = ciede2000(self.lab, lab_y).flatten(1)
         hp = haarpsi_of(self.haar, haar_features(y)) if self.haar is not None else torch.full((len(y),), float("nan"))
-        return hp, de.mean(1), torch.quantile(de, 0.95, dim=1)
+        out = (hp, de.mean(1), torch.quantile(de, 0.95, dim=1))
+        return out + (shading_of(self.lab[:, :1], lab_y[:, :1]),) if shading else out
 
 
 def visibility_terms(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -225,7 +232,7 @@ def visibility(x: torch.Tensor, y: torch.Tensor) -> list[dict]:
     """
     return [{"haarpsi": round(float(h), 4) if h == h else None, "delta_e_mean": round(float(m), 3),
              "delta_e_p95": round(float(p), 3), "shading_p95": round(float(sh), 3) if sh == sh else None}
-            for h, m, p, sh in zip(*visibility_terms(x, y), shading_p95(x, y))]
+            for h, m, p, sh in zip(*Reference.of(x).measure(y, shading=True))]
 
 
 def visibility_uint8(before: np.ndarray, after: np.ndarray) -> dict:
