@@ -93,7 +93,8 @@ PERCEPTUAL = {"perceptual": ("segue.methods.perceptual_cloak", "PerceptualCloak"
               "tangent": ("experiments.tangent_cloak", "TangentCloak", None),  # steps along HaarPSI's level set
               "highpass": ("experiments.highpass_cloak", "HighPassCloak", None),  # high-passed steps
               "sgm": ("experiments.sgm_cloak", "SGMCloak", None),  # FaceNet's backward pass reshaped (SGM, LinBP)
-              "shading": ("experiments.shading_cloak", "ShadingCloak", None)}  # a third bar term: mid-scale shading
+              "shading": ("experiments.shading_cloak", "ShadingCloak", None),  # a third bar term: mid-scale shading
+              "relight": ("experiments.relight_cloak", "RelightCloak", None)}  # steps as smooth gain fields
 
 
 def option(value: str) -> bool | int | float | str:

@@ -30,6 +30,17 @@ class TinyEmbedding(nn.Module):
         return F.normalize(self.conv(x).flatten(1), dim=1)
 
 
+def perturb_within_bar(cloak, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``cloak.perturb(x)`` (side label 0) of a perceptual cloak, asserting every photo is within eps and its
+    visibility bar; returns the output and the bar's ``(N, S)`` HaarPSI and CIEDE2000 p95 columns of it."""
+    out = cloak.perturb(x, torch.zeros(len(x), dtype=torch.long))
+    h_min, d_max, refs = cloak._bar
+    h, d = cloak.terms(refs, out)
+    assert ((h >= h_min) & (d <= d_max)).all(), (h, h_min, d, d_max)
+    assert (out - x).abs().max() <= cloak.eps + 0.5 / 255 + 1e-6  # (+ half a level: the output is 8-bit, x need not be)
+    return out, h, d
+
+
 def tiny_train_config(**overrides) -> TrainConfig:
     """A 32-px, narrow-generator, 2-step-PGD config: the real code path, seconds on CPU."""
     base = dict(

@@ -20,7 +20,7 @@ def test_every_generator_and_strength_has_one_card_with_the_same_fields():
     for name in list_protections():
         card = protection_card(name)
         assert set(card) == FIELDS, name
-        assert card["visibility"] in ("invisible", "visible")
+        assert card["visibility"] in ("invisible", "faint", "visible")
         assert 0 < card["haarpsi_median"] <= 1 and card["delta_e_p95_median"] > 0 and card["seconds_per_photo"] > 0
     # a generator is one forward pass, a cloak a second a photo; each says what it does not stop
     assert protection_card("default")["seconds_per_photo"] < 0.1 < protection_card("low")["seconds_per_photo"]

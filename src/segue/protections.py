@@ -11,10 +11,10 @@ protections`` speak of the same things:
   on FaceNet, about a second a face; it works against pretrained recognisers, not against a
   network trained from scratch.
 
-Each card has the same fields: ``kind``, ``visibility`` (``invisible``: held to the default
-generator's visibility; ``visible``), the per-file medians ``haarpsi_median`` and
-``delta_e_p95_median``, ``seconds_per_photo`` (2 CPU cores, 112-px face), ``stops``,
-``does_not_stop`` and ``results`` (the committed measurements).
+Each card has the same fields: ``kind``, ``visibility`` (``invisible``: the default generator's
+look; ``faint``: held to the same budget, yet the eye finds shading at 2x on some faces;
+``visible``), the per-file medians ``haarpsi_median`` and ``delta_e_p95_median``,
+``seconds_per_photo`` (2 CPU cores, 112-px face), ``stops``, ``does_not_stop`` and ``results`` (the committed measurements).
 
     >>> list_protections()
     ['default', 'high', 'low', 'medium', 'robust', 'robust_rem', 'visible']
@@ -99,7 +99,7 @@ def create_protection(name: str, device: str | torch.device = "cpu", seed: int =
 def describe(name: str) -> list[str]:
     """The lines ``segue list protections`` prints under a protection's name."""
     c = protection_card(name)
-    seen = "VISIBLE" if c["visibility"] == "visible" else "invisible"
+    seen = c["visibility"].upper() if c["visibility"] == "visible" else c["visibility"]
     return [f"{c['kind']}, {seen}: HaarPSI {c['haarpsi_median']}, CIEDE2000 p95 {c['delta_e_p95_median']} "
             f"(median per file); {c['seconds_per_photo']} s a photo on 2 CPU cores",
             f"stops: {c['stops']}", f"does not stop: {c['does_not_stop']}  [{c['results']}]"]

@@ -68,7 +68,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                 tags = reg.tags(name)
                 print(f"  {'':<16} L-inf {tags['linf_255']}/255, PSNR {tags['psnr_db']} dB, SSIM {tags['ssim']}; "
                       f"from-scratch victim {tags['from_scratch_peak_pct']} % peak")
-                print(f"  {'':<16} visibility: {tags['visibility'].upper() if tags['visibility'] == 'visible' else 'invisible'} "
+                print(f"  {'':<16} visibility: {tags['visibility'].upper() if tags['visibility'] == 'visible' else tags['visibility']} "
                       f"(HaarPSI {tags['haarpsi_median']}, CIEDE2000 p95 {tags['delta_e_p95_median']}: median per file on the "
                       f"CelebA234 validation people)  [{tags['visibility_results']}]")
                 print(f"  {'':<16} survives: {tags['survives']}")
@@ -80,7 +80,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                     print(f"  {'':<16} {line}")
             if kind == "strengths":
                 tags = reg.tags(name)
-                print(f"  {'':<16} {tags['visibility'].upper() if tags['visibility'] == 'visible' else 'invisible'}: "
+                print(f"  {'':<16} {tags['visibility'].upper() if tags['visibility'] == 'visible' else tags['visibility']}: "
                       f"{tags.get('measured', 'not measured')}  [{tags['results']}]")
     return 0
 

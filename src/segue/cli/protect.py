@@ -108,11 +108,13 @@ def add_parser(sub) -> None:
     r.add_argument("--cloak", action="store_true",
                    help="instead of a generator, cloak each face against pretrained face recognisers (an attacker "
                         "who embeds your photos with dlib or FaceNet and fits a classifier): per-photo PGD on FaceNet, "
-                        "~1.2 s a face on 2 CPU cores, at --strength (default low: as invisible as the generator, and "
-                        "weak); it does NOT stop a network trained from scratch on the photos. Needs the attacks extra")
+                        "~1.2 s a face on 2 CPU cores, at --strength (default low: within the generator's visibility "
+                        "numbers, with faint shading at 2x on some faces, and weak); it does NOT stop a network trained "
+                        "from scratch on the photos. Needs the attacks extra")
     r.add_argument("--strength", choices=["low", "medium", "high", "visible"],
                    help="the cloak's strength (implies --cloak; default low): low is no more visible than the default "
-                        "generator and weak against dlib; medium and high trade visibility for protection; visible is "
+                        "generator by its numbers, shows faint shading at 2x on some faces, and is weak against dlib; "
+                        "medium and high trade visibility for protection; visible is "
                         "the strongest, with swirls anyone sees. Each one's numbers: segue list strengths")
     r.add_argument("--label", type=int, help="side label for every photo (instead of one per subfolder)")
     r.add_argument("--format", choices=["keep", "png"], default="keep",
