@@ -32,7 +32,7 @@ LIMITS = {
                  "photos); it only hinders a network trained from scratch on photos of the people it was trained on.",
     "cloak": "Limits: the cloak is visible (swirls on the skin) and does NOT stop a network trained from scratch on "
              "your photos; it stops the pretrained recognisers measured (dlib, FaceNet), at about a second a face.",
-    "cloak-invisible": "Limits: at this strength the cloak is as visible as the generator by its numbers, yet "
+    "cloak-faint": "Limits: at this strength the cloak is as visible as the generator by its numbers, yet "
                        "some faces show faint shading at 2x (a furrowed brow, darker eyes), and it is weak: dlib still "
                        "recognised most of the people measured; it does NOT stop a network trained from scratch on your photos "
                        "(segue serve --strength visible is strong, and visible).",
@@ -108,7 +108,7 @@ def create_app(weights: str | Path | None = None, max_bytes: int = 20 * 2**20, m
         """Liveness plus what the loaded protection does, and what it does not stop."""
         cfg = generator.config
         budget = protector.protector.visibility_budget
-        key = "cloak-invisible" if protection["method"] == "cloak" and budget == GENERATOR_VISIBILITY else protection["method"]
+        key = "cloak-faint" if protection["method"] == "cloak" and budget == GENERATOR_VISIBILITY else protection["method"]
         return {"status": "ok", "eps_255": round(generator.eps * 255, 3), "image_size": cfg.image_size,
                 "protection": protection["method"], "limits": LIMITS[key], "visibility_budget": budget.to_dict(),
                 "max_bytes": max_bytes, "max_pixels": max_pixels}
