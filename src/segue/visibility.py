@@ -146,6 +146,13 @@ def blur3(x: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
 
 
+def blurred_lab(x: torch.Tensor) -> torch.Tensor:
+    """``(N,3,H,W)`` CIE Lab of the 3x3-blurred sRGB batch: what CIEDE2000 p95 and the shading compare."""
+    import kornia.color
+
+    return kornia.color.rgb_to_lab(blur3(x.float()))
+
+
 @dataclass(frozen=True)
 class Reference:
     """What :func:`visibility_terms` needs of the original photos, computed once: the projection of the
@@ -157,10 +164,8 @@ class Reference:
 
     @classmethod
     def of(cls, x: torch.Tensor) -> "Reference":
-        import kornia.color
-
         x = x.float()
-        return cls(haar_features(x) if min(x.shape[-2:]) >= MIN_SIDE else None, kornia.color.rgb_to_lab(blur3(x)))
+        return cls(haar_features(x) if min(x.shape[-2:]) >= MIN_SIDE else None, blurred_lab(x))
 
     def select(self, idx: torch.Tensor) -> "Reference":
         return Reference(None if self.haar is None else (self.haar[0][idx], self.haar[1][idx]), self.lab[idx])
@@ -172,10 +177,8 @@ class Reference:
     def measure(self, y: torch.Tensor, shading: bool = False) -> tuple[torch.Tensor, ...]:
         """HaarPSI, CIEDE2000 mean and p95 of the reference photos and ``y``, and with ``shading`` their
         :func:`shading_of` too, from the one Lab conversion of ``y``."""
-        import kornia.color
-
         y = y.float()
-        lab_y = kornia.color.rgb_to_lab(blur3(y))
+        lab_y = blurred_lab(y)
         de = ciede2000(self.lab, lab_y).flatten(1)
         hp = haarpsi_of(self.haar, haar_features(y)) if self.haar is not None else torch.full((len(y),), float("nan"))
         out = (hp, de.mean(1), torch.quantile(de, 0.95, dim=1))
@@ -196,9 +199,7 @@ SHADING_BAND = (1.0, 4.0)
 
 def lightness(x: torch.Tensor) -> torch.Tensor:
     """``(N,1,H,W)`` CIE L* of the 3x3-blurred ``(N,3,H,W)`` sRGB batch (as :class:`Reference` keeps it)."""
-    import kornia.color
-
-    return kornia.color.rgb_to_lab(blur3(x.float()))[:, :1]
+    return blurred_lab(x)[:, :1]
 
 
 def shading_of(l_x: torch.Tensor, l_y: torch.Tensor) -> torch.Tensor:

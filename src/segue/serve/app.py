@@ -32,10 +32,10 @@ LIMITS = {
                  "photos); it only hinders a network trained from scratch on photos of the people it was trained on.",
     "cloak": "Limits: the cloak is visible (swirls on the skin) and does NOT stop a network trained from scratch on "
              "your photos; it stops the pretrained recognisers measured (dlib, FaceNet), at about a second a face.",
-    "cloak-faint": "Limits: at this strength the cloak is as visible as the generator by its numbers, yet "
-                       "some faces show faint shading at 2x (a furrowed brow, darker eyes), and it is weak: dlib still "
-                       "recognised most of the people measured; it does NOT stop a network trained from scratch on your photos "
-                       "(segue serve --strength visible is strong, and visible).",
+    "cloak-faint": "Limits: at this strength the cloak is as visible as the generator by its numbers, yet some "
+                   "faces show faint shading at 2x (a furrowed brow, darker eyes), and it is weak: dlib still recognised "
+                   "most of the people measured; it does NOT stop a network trained from scratch on your photos "
+                   "(segue serve --strength visible is strong, and visible).",
 }
 MEDIA_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 SUFFIXES = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
